@@ -41,3 +41,9 @@ class MissingDependencyError(StemscribeError):
     """An optional dependency is not installed; the message names the extra to install."""
 
     exit_code = 5
+
+
+class Cancelled(StemscribeError):
+    """Raised (e.g. from a progress callback) to stop a running job; nothing half-written is kept."""
+
+    exit_code = 130
