@@ -1,0 +1,377 @@
+"""The main job: a song in, stems + per-stem MIDI + report out.
+
+``split()`` strings the stages together (audio.load -> separate -> tempo/key -> transcribe per stem
+-> midi -> report) and is what the CLI, the web app and the Python API call. Progress events are
+``{"stage": "load"|"separate"|"tempo"|"transcribe"|"report"|"write", "fraction": 0..1}`` plus
+``"stem"`` during transcription. A callback may raise :class:`stemscribe.errors.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import BadArgumentError, BadInputError, OutputError
+from .types import STEM_NAMES, Audio, BeatGrid, NoteTrack, Progress, report_progress
+
+AUDIO_FORMATS = ("wav", "flac", "mp3")
+TRANSCRIBE_STEMS = ("vocals", "bass", "drums", "other", "auto")
+
+
+@dataclass
+class SplitResult:
+    """What :func:`split` wrote. Paths point into ``out_dir``."""
+
+    input: Path
+    out_dir: Path
+    model: str
+    stems: dict[str, Path] = field(default_factory=dict)
+    midi: dict[str, Path] = field(default_factory=dict)
+    combined_midi: Path | None = None
+    report_path: Path | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    notice: str | None = None
+
+
+def validate_stems(stems: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Normalise a stem selection (``None`` = all; ``"vocals,bass"`` or a list)."""
+    if stems is None:
+        return STEM_NAMES
+    if isinstance(stems, str):
+        stems = [s for s in stems.replace(" ", "").split(",") if s]
+    out = []
+    for s in stems:
+        if s not in STEM_NAMES:
+            raise BadArgumentError(f"unknown stem {s!r}: choose from {', '.join(STEM_NAMES)}")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise BadArgumentError(f"no stems selected: choose from {', '.join(STEM_NAMES)}")
+    return tuple(s for s in STEM_NAMES if s in out)
+
+
+def _validate_format(fmt: str) -> str:
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in AUDIO_FORMATS:
+        raise BadArgumentError(f"unknown audio format {fmt!r}: choose from {', '.join(AUDIO_FORMATS)}")
+    return fmt
+
+
+def output_name(path: Path) -> str:
+    """The song folder's name: the file name without its extension (``x.stem.mp4`` -> ``x``)."""
+    name = path.stem
+    if name.lower().endswith(".stem"):
+        name = name[: -len(".stem")]
+    return name or "song"
+
+
+def combined_midi_name(name: str) -> str:
+    """``<name>.mid``, or ``<name>_all.mid`` when ``name`` would collide with a stem's MIDI file."""
+    return f"{name}_all.mid" if name in STEM_NAMES else f"{name}.mid"
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Fail early, before minutes of work, when ``out_dir`` cannot be created or written."""
+    import os
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".stemscribe-probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+
+
+def _as_audio(source: str | Path | Audio) -> tuple[Audio, Path | None]:
+    from . import audio as audio_io
+
+    if isinstance(source, Audio):
+        return source, None
+    path = Path(source)
+    return audio_io.load(path), path
+
+
+def separate(
+    source: str | Path | Audio,
+    *,
+    model: str | None = None,
+    model_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Audio]:
+    """Separate ``source`` into ``{stem: Audio}`` (input rate and length) with ``model``."""
+    from .separate import get_separator
+
+    audio, _ = _as_audio(source)
+    return get_separator(model, model_dir=model_dir).separate(audio, progress=progress)
+
+
+def _guess_stem(audio: Audio) -> str:
+    """Pick the transcriber for an unlabelled recording: drums, bass, vocals (one line) or other.
+
+    Percussive energy share (HPSS) decides drums; otherwise a quick polyphonic pass decides by
+    register (median pitch below E3 -> bass) and polyphony (mostly one note at a time -> vocals).
+    """
+    import librosa
+
+    from .transcribe.pitched import transcribe_pitched
+
+    y = audio.mono()
+    sr = audio.sr
+    if audio.sr > 22050:
+        y = librosa.resample(y, orig_sr=sr, target_sr=22050)
+        sr = 22050
+    if not np.any(np.abs(y) > 1e-4):
+        return "other"
+    spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    harm, perc = librosa.decompose.hpss(spec)
+    if perc.sum() > 1.5 * harm.sum():
+        return "drums"
+    track = transcribe_pitched(audio, stem="other")
+    if not track.notes:
+        return "other"
+    pitches = np.array([n.pitch for n in track.notes])
+    if np.median(pitches) < 52:
+        return "bass"
+    starts = np.array([n.start for n in track.notes])
+    ends = np.array([n.end for n in track.notes])
+    grid = np.arange(starts.min(), ends.max(), 0.05)
+    active = ((grid[:, None] >= starts) & (grid[:, None] < ends)).sum(axis=1)
+    sounding = active[active > 0]
+    if len(sounding) and np.mean(sounding <= 1) > 0.8:
+        return "vocals"
+    return "other"
+
+
+def _transcribe_one(
+    audio: Audio, stem: str, others: Mapping[str, Audio] | None, progress: Progress | None
+) -> NoteTrack:
+    from .midi import GM_PROGRAMS
+
+    if stem == "drums":
+        from .transcribe.drums import transcribe_drums
+
+        track = transcribe_drums(audio, progress=progress)
+    else:
+        from .transcribe.pitched import transcribe_pitched
+
+        track = transcribe_pitched(audio, stem=stem, others=others, progress=progress)
+    track.name = stem
+    if not track.is_drum and stem in GM_PROGRAMS and track.program == 0 and stem != "other":
+        track.program = GM_PROGRAMS[stem]
+    return track
+
+
+def transcribe(
+    source: str | Path | Audio,
+    *,
+    stem: str = "auto",
+    others: Mapping[str, Audio] | None = None,
+    quantize: str | None = None,
+    grid: BeatGrid | None = None,
+    progress: Progress | None = None,
+) -> NoteTrack:
+    """Transcribe one stem's audio to a :class:`NoteTrack`.
+
+    ``stem`` picks the method: ``"vocals"``/``"bass"`` (one note at a time, in range), ``"other"``
+    (polyphonic), ``"drums"`` (General MIDI drum notes) or ``"auto"`` (guessed from the audio).
+    ``others`` are the song's other separated stems, used to drop notes that are bleed.
+    """
+    if stem not in TRANSCRIBE_STEMS:
+        raise BadArgumentError(f"unknown stem {stem!r}: choose from {', '.join(TRANSCRIBE_STEMS)}")
+    audio, _ = _as_audio(source)
+    if stem == "auto":
+        stem = _guess_stem(audio)
+    track = _transcribe_one(audio, stem, others, progress)
+    if quantize:
+        if grid is None:
+            from .transcribe.tempo import estimate_beats
+
+            grid = estimate_beats(audio)
+        from .midi import quantize as quantize_track
+
+        track = quantize_track(track, grid, quantize)
+    return track
+
+
+class _Timer:
+    """Wall time per stage, for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self_inner):
+                self_inner.t0 = time.perf_counter()
+
+            def __exit__(self_inner, *exc):
+                timer.seconds[stage] = round(timer.seconds.get(stage, 0.0) + time.perf_counter() - self_inner.t0, 4)
+
+        return _Ctx()
+
+
+def split(
+    source: str | Path | Audio,
+    *,
+    out_dir: str | Path,
+    model: str | None = None,
+    stems: Sequence[str] | str | None = None,
+    midi: bool = True,
+    format: str = "wav",
+    quantize: str | None = None,
+    model_dir: str | Path | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> SplitResult:
+    """Split a song into stems and per-stem MIDI, written to ``out_dir/<name>/``.
+
+    Parameters
+    ----------
+    source : path or Audio
+        Any audio (or video) file, or an :class:`Audio` (then give ``name``).
+    out_dir : path
+        Parent folder; the song's folder ``<name>`` is built under a temporary name and renamed
+        into place at the end, so it is never half-written.
+    model : str, optional
+        Separation model (``"htdemucs"``, ``"htdemucs_ft"``, ``"htdemucs_6s"``, ``"lite"``); default:
+        htdemucs when its weights are present, else the embedded ``lite`` model.
+    stems : list of str, optional
+        Stems to write (default all four). All four are still separated, for the bleed check.
+    midi : bool
+        Write ``<stem>.mid`` and the combined ``<name>.mid``.
+    format : {"wav", "flac", "mp3"}
+    quantize : str, optional
+        Snap MIDI onsets to this grid (``"1/16"``...). Default: true times.
+    progress : callable, optional
+        Receives ``{"stage", "fraction"[, "stem"]}`` events.
+    """
+    from . import audio as audio_io
+    from .atomic import atomic_dir
+    from .separate import resolve_model, get_separator
+
+    wanted = validate_stems(stems)
+    fmt = _validate_format(format)
+    if quantize:
+        from .midi import parse_grid
+
+        parse_grid(quantize)
+    out_dir = Path(out_dir)
+    if isinstance(source, Audio):
+        src_path = None
+        if not name:
+            raise BadArgumentError("give name= when splitting an Audio array (it names the output folder)")
+    else:
+        src_path = Path(source)
+        name = name or output_name(src_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output path {out_dir} exists and is not a folder")
+    model_name, notice = resolve_model(model, model_dir=model_dir)
+    _check_writable(out_dir)
+
+    timer = _Timer()
+    report_progress(progress, "load", 0.0)
+    with timer("load"):
+        audio = source if isinstance(source, Audio) else audio_io.load(src_path)
+    report_progress(progress, "load", 1.0)
+
+    with timer("separate"):
+        separator = get_separator(model_name, model_dir=model_dir)
+        report_progress(progress, "separate", 0.0)
+        separated = separator.separate(audio, progress=progress)
+    report_progress(progress, "separate", 1.0)
+
+    from .transcribe.key import estimate_key
+    from .transcribe.tempo import estimate_beats
+
+    report_progress(progress, "tempo", 0.0)
+    with timer("tempo"):
+        grid = estimate_beats(audio)
+        key = estimate_key(audio)
+    report_progress(progress, "tempo", 1.0)
+
+    tracks: dict[str, NoteTrack] = {}
+    if midi:
+        for i, stem in enumerate(wanted):
+            report_progress(progress, "transcribe", i / len(wanted), stem=stem)
+            others = {s: a for s, a in separated.items() if s != stem}
+            with timer(f"transcribe_{stem}"):
+                track = _transcribe_one(separated[stem], stem, others, None)
+                if quantize:
+                    from .midi import quantize as quantize_track
+
+                    track = quantize_track(track, grid, quantize)
+            tracks[stem] = track
+        report_progress(progress, "transcribe", 1.0)
+
+    report_progress(progress, "report", 0.0)
+    quality: dict[str, Any] | None = None
+    with timer("report"):
+        try:
+            from .report import quality_report
+        except ImportError:  # pragma: no cover - report module optional during development
+            quality_report = None
+        if quality_report is not None:
+            quality = quality_report({s: separated[s] for s in wanted}, tracks, grid)
+    report_progress(progress, "report", 1.0)
+
+    result = SplitResult(input=src_path or Path(name), out_dir=out_dir / name, model=model_name, notice=notice)
+    report = {
+        "stemscribe_version": __version__,
+        "input": str(src_path) if src_path else None,
+        "model": model_name,
+        "model_notice": notice,
+        "duration_seconds": round(audio.duration, 3),
+        "sample_rate": audio.sr,
+        "channels": audio.channels,
+        "stems": list(wanted),
+        "format": fmt,
+        "tempo_bpm": round(float(grid.tempo), 2),
+        "beats": [round(float(b), 3) for b in grid.beats],
+        "time_signature": list(grid.time_signature),
+        "key": key,
+        "quantize": quantize,
+        "note_counts": {s: len(t) for s, t in tracks.items()},
+        "seconds_per_stage": {},
+        "real_time_factor": {},
+    }
+    if quality is not None:
+        report["quality"] = quality
+
+    report_progress(progress, "write", 0.0)
+    from .midi import write_midi
+
+    t_write = time.perf_counter()
+    with atomic_dir(result.out_dir) as tmp:
+        for i, stem in enumerate(wanted):
+            path = audio_io.write(tmp / f"{stem}.{fmt}", separated[stem], format=fmt)
+            result.stems[stem] = result.out_dir / path.name
+            report_progress(progress, "write", (i + 1) / (len(wanted) + 2))
+        if midi:
+            for stem in wanted:
+                write_midi(tmp / f"{stem}.mid", [tracks[stem]], grid)
+                result.midi[stem] = result.out_dir / f"{stem}.mid"
+            combined = combined_midi_name(name)
+            write_midi(tmp / combined, [tracks[s] for s in wanted], grid)
+            result.combined_midi = result.out_dir / combined
+        timer.seconds["write"] = round(time.perf_counter() - t_write, 4)
+        report["seconds_per_stage"] = dict(timer.seconds)
+        dur = max(audio.duration, 1e-9)
+        report["real_time_factor"] = {k: round(v / dur, 4) for k, v in timer.seconds.items()}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        result.report_path = result.out_dir / "report.json"
+    report_progress(progress, "write", 1.0)
+    result.report = report
+    return result
+
+
+__all__ = ["split", "transcribe", "separate", "SplitResult", "validate_stems", "BadInputError"]
