@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path} -> {result.out_dir}  [{r['model']}, {r['tempo_bpm']:.1f} BPM, {r['key']}"
               + (f", notes: {counts}" if counts else "") + "]")
     if failed:
-        print(f"stemscribe: {failed} of {len(args.inputs)} input(s) failed", file=sys.stderr)
+        if len(args.inputs) > 1:
+            print(f"stemscribe: {failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
         return 1
     return 0
