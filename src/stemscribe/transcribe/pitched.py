@@ -1,0 +1,504 @@
+"""Stem-aware transcription of pitched stems (vocals, bass, other) to notes.
+
+The note model is basic-pitch's (run by :mod:`.basic_pitch_onnx`); the decoding is ours:
+
+* ``vocals`` and ``bass`` are monophonic lines. A Viterbi path over "silence or one pitch" states,
+  scored by the model's note posteriors, chooses one note at a time; changing pitch costs a penalty
+  that a detected onset lowers, and octave leaps cost more. Each pitch is checked against the
+  spectrum's harmonic evidence (an octave-up error has no energy at the odd harmonics of the true note).
+  Same-pitch notes re-articulated without a gap are split at onset peaks. The pitch range is limited to
+  the instrument (bass B0..G4, vocals C2..C7).
+* ``other`` is polyphonic: basic-pitch-style note creation (onset peaks extended while the note
+  posterior stays up) with onsets moved back to where slow attacks begin and sub-/over-octave ghosts of
+  a stronger note removed.
+* bleed and silence: a note is dropped where the stem is near-silent, and, when ``others`` (the other
+  separated stems) are given, where the harmonic energy of that pitch over the note's span is clearly
+  (>= 6 dB) higher in another stem than in this one.
+* velocities follow each note's loudness (RMS over the note, -40..0 dBFS mapped to 31..127).
+
+General MIDI programs (0-based): ``bass`` 33 (Electric Bass, finger), ``other`` 0 (Acoustic Grand Piano),
+``vocals`` 53 (Voice Oohs) — a sustained voice-like patch that renders a sung line recognisably.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import numpy as np
+
+from stemscribe.errors import BadArgumentError, BadInputError
+from stemscribe.transcribe import basic_pitch_onnx as bp
+from stemscribe.types import Audio, Note, NoteTrack, Progress, report_progress
+
+#: Default General MIDI program (0-based) per stem.
+GM_PROGRAMS: dict[str, int] = {"vocals": 53, "bass": 33, "other": 0, "guitar": 25, "piano": 0}
+
+#: Stems decoded as one note at a time, with their MIDI pitch range (inclusive).
+MONO_RANGES: dict[str, tuple[int, int]] = {"bass": (23, 67), "vocals": (36, 96)}
+
+PITCHED_STEMS: tuple[str, ...] = ("vocals", "bass", "other", "guitar", "piano")
+
+_FPS = bp.SAMPLE_RATE / bp.FFT_HOP  # frames per second of the model output (~86.13)
+_N_FFT = 2048
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Knobs of the decoders (frame counts are model frames of ~11.6 ms)."""
+
+    # monophonic
+    mono_active: float = 0.3  # note posterior at which a pitch beats silence
+    mono_change: float = 6.0  # log cost of changing pitch without an onset
+    mono_octave: float = 4.0  # extra log cost for a leap of exactly 12 semitones
+    mono_enter: float = 2.0  # log cost of starting a note from silence without an onset
+    mono_onset_gain: float = 6.0  # how much an onset posterior of 1 lowers those costs
+    split_onset: float = 0.5  # onset peak that re-articulates a held pitch
+    # polyphonic
+    poly_onset: float = 0.5
+    poly_frame: float = 0.3
+    poly_energy_tol: int = 11
+    # both
+    min_note_frames: int = 6  # ~70 ms
+    silence_db: float = -60.0  # note RMS below this (dBFS) is dropped
+    relative_silence_db: float = 40.0  # ... and so is one this far below the stem's loud level
+    bleed_db: float = 6.0  # another stem louder than this at the note's pitch -> bleed
+    latency_s: float = 0.0  # subtracted from every note time
+
+
+DEFAULT_SETTINGS = DecodeSettings()
+
+
+def transcribe_pitched(
+    audio: Audio,
+    *,
+    stem: str = "other",
+    others: Mapping[str, Audio] | None = None,
+    progress: Progress | None = None,
+    settings: DecodeSettings = DEFAULT_SETTINGS,
+) -> NoteTrack:
+    """Transcribe one pitched stem to a :class:`NoteTrack`.
+
+    Args:
+        audio: the stem, ``(channels, n)`` at any sample rate.
+        stem: ``"vocals"`` or ``"bass"`` (monophonic) or ``"other"`` (polyphonic; ``"guitar"`` and
+            ``"piano"`` from 6-stem models are treated like ``"other"``).
+        others: the other separated stems of the same song (same length and rate, any of
+            ``drums``/``bass``/``other``/``vocals``); notes louder in one of them are dropped as bleed.
+        progress: callback receiving ``{"stage": "transcribe", "fraction", "stem"}``.
+
+    Returns:
+        The notes sorted by start time, with the stem's General MIDI program.
+    """
+    stem = _check_stem(stem)
+    if not isinstance(audio, Audio):
+        raise BadInputError("transcribe_pitched expects an Audio (samples (channels, n) and sr)")
+    if audio.sr <= 0:
+        raise BadInputError(f"sample rate must be positive, got {audio.sr}")
+    track = NoteTrack(name=stem, notes=[], program=GM_PROGRAMS[stem])
+    report_progress(progress, "transcribe", 0.0, stem=stem)
+    y = bp.prepare_audio(audio)
+    if y.size < bp.FFT_HOP or not np.isfinite(y).all() or float(np.max(np.abs(y))) < bp.SILENCE_PEAK:
+        report_progress(progress, "transcribe", 1.0, stem=stem)
+        return track
+    pg = bp.run_model(y, progress=_scaled(progress, 0.0, 0.8), stem=stem)
+    feats = SpectralFeatures.compute(y, pg.times)
+    if stem in MONO_RANGES:
+        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings)
+    else:
+        notes = decode_poly(pg, feats, settings)
+    report_progress(progress, "transcribe", 0.9, stem=stem)
+    notes = drop_quiet(notes, feats, settings)
+    if others:
+        other_feats = [
+            SpectralFeatures.compute(bp.prepare_audio(a), pg.times)
+            for name, a in others.items()
+            if name != stem and isinstance(a, Audio) and a.n_samples > 0
+        ]
+        notes = drop_bleed(notes, feats, other_feats, settings)
+    track.notes = _to_notes(notes, feats, pg.times, settings)
+    report_progress(progress, "transcribe", 1.0, stem=stem)
+    return track
+
+
+def _check_stem(stem: str) -> str:
+    name = str(stem).strip().lower()
+    if name == "drums":
+        raise BadArgumentError("drums are not pitched: use stemscribe.transcribe.drums.transcribe_drums")
+    if name not in PITCHED_STEMS:
+        raise BadArgumentError(f"unknown pitched stem {stem!r}; choose one of {', '.join(PITCHED_STEMS)}")
+    return name
+
+
+def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    if progress is None:
+        return None
+
+    def inner(event: Mapping[str, object]) -> None:
+        progress({**event, "fraction": lo + (hi - lo) * float(event.get("fraction", 0.0))})  # type: ignore[arg-type]
+
+    return inner
+
+
+# --------------------------------------------------------------------------------------------------
+# Spectral features: frame loudness and per-pitch harmonic energy, on the model's frame grid.
+
+
+@lru_cache(maxsize=1)
+def _pitch_matrix() -> np.ndarray:
+    """``(n_fft // 2 + 1, 176)`` weights: columns ``0..87`` sum the power of the first five harmonics
+    of each pitch (harmonic ``h`` weighted ``1 / h``), columns ``88..175`` the fundamental alone.
+
+    Each partial gets a triangular weight over the bins within a quarter tone of it (at least one bin
+    each side); partials above 8 kHz are left out.
+    """
+    freqs = np.arange(_N_FFT // 2 + 1) * bp.SAMPLE_RATE / _N_FFT
+    bin_hz = freqs[1]
+    w = np.zeros((freqs.size, 2 * bp.N_NOTE_BINS), np.float32)
+    for i in range(bp.N_NOTE_BINS):
+        f0 = 440.0 * 2.0 ** ((i + bp.MIDI_OFFSET - 69) / 12)
+        for h in range(1, 6):
+            fh = f0 * h
+            if fh > 8000:
+                break
+            width = max(fh * (2 ** (1 / 24) - 1), bin_hz)
+            tri = np.clip(1.0 - np.abs(freqs - fh) / width, 0.0, None)
+            if tri.sum() > 0:
+                w[:, i] += (tri / tri.sum()) / h
+                if h == 1:
+                    w[:, bp.N_NOTE_BINS + i] = tri / tri.sum()
+    return w
+
+
+@dataclass
+class SpectralFeatures:
+    """Per-frame features aligned with the model frames (pitch bins are MIDI 21..108).
+
+    ``rms_db`` ``(n_frames,)``: loudness in dBFS; ``pitch_power`` ``(n_frames, 88)``: power of each
+    pitch's first harmonics; ``fund_power`` ``(n_frames, 88)``: power at the fundamental alone.
+    """
+
+    rms_db: np.ndarray
+    pitch_power: np.ndarray
+    fund_power: np.ndarray
+
+    @classmethod
+    def compute(cls, y: np.ndarray, times: np.ndarray, *, block: int = 2048) -> "SpectralFeatures":
+        """From mono 22050 Hz audio ``y`` ``(n,)`` at frame centres ``times`` ``(n_frames,)`` s."""
+        n_frames = times.size
+        rms_db = np.full(n_frames, -120.0, np.float32)
+        power = np.zeros((n_frames, 2 * bp.N_NOTE_BINS), np.float32)
+        if n_frames == 0 or y.size == 0:
+            return cls(rms_db, power[:, : bp.N_NOTE_BINS], power[:, bp.N_NOTE_BINS :])
+        centres = np.round(times * bp.SAMPLE_RATE).astype(np.int64)
+        half = _N_FFT // 2
+        padded = np.pad(np.asarray(y, np.float32), (half, half))
+        window = np.hanning(_N_FFT).astype(np.float32)
+        norm = float(np.sum(window) ** 2) / 4.0  # a full-scale sine -> power ~0.5 at its peak bin sum
+        weights = _pitch_matrix()
+        offsets = np.arange(_N_FFT)
+        for lo in range(0, n_frames, block):
+            c = centres[lo : lo + block]
+            idx = np.clip(c[:, None] + offsets[None, :], 0, padded.size - 1)
+            frames = padded[idx]
+            seg = frames[:, half // 2 : half // 2 + half]  # the central 1024 samples for loudness
+            rms_db[lo : lo + block] = 10 * np.log10(np.mean(seg**2, axis=1) + 1e-12)
+            spec = np.fft.rfft(frames * window, axis=1)
+            pw = (spec.real**2 + spec.imag**2).astype(np.float32) / norm
+            power[lo : lo + block] = pw @ weights
+        return cls(rms_db, power[:, : bp.N_NOTE_BINS], power[:, bp.N_NOTE_BINS :])
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoders. Raw notes are (start_frame, end_frame_exclusive, midi_pitch) tuples.
+
+RawNote = tuple[int, int, int]
+
+
+def decode_mono(
+    pg: bp.Posteriorgrams,
+    feats: SpectralFeatures,
+    pitch_range: tuple[int, int],
+    settings: DecodeSettings = DEFAULT_SETTINGS,
+) -> list[RawNote]:
+    """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive)."""
+    lo = max(pitch_range[0], bp.MIDI_OFFSET) - bp.MIDI_OFFSET
+    hi = min(pitch_range[1], bp.MIDI_OFFSET + bp.N_NOTE_BINS - 1) - bp.MIDI_OFFSET
+    note = pg.note[:, lo : hi + 1]
+    onset = pg.onset[:, lo : hi + 1]
+    if note.shape[0] == 0:
+        return []
+    path = _viterbi_mono(note, onset, settings)
+    notes: list[RawNote] = []
+    t = 0
+    n = path.size
+    while t < n:
+        s = path[t]
+        u = t
+        while u < n and path[u] == s:
+            u += 1
+        if s > 0:
+            notes.extend(_split_reonsets(t, u, s - 1, onset[:, s - 1], feats.rms_db, settings))
+        t = u
+    notes = [(a, b, p + lo + bp.MIDI_OFFSET) for a, b, p in notes]
+    notes = _fix_octaves_mono(notes, pg, feats, pitch_range)
+    return [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
+
+
+def _viterbi_mono(note: np.ndarray, onset: np.ndarray, s: DecodeSettings) -> np.ndarray:
+    """Best state path ``(n_frames,)``: 0 = silence, ``k + 1`` = pitch bin ``k`` of ``note`` ``(T, K)``."""
+    n_frames, k = note.shape
+    eps = 1e-4
+    # log-odds of each pitch against the activity threshold; silence scores 0
+    emit = np.log(np.clip(note, eps, 1.0)) - np.log(s.mono_active)
+    onset_peak = _peak_picked(onset)
+    change_cost = s.mono_change - s.mono_onset_gain * onset_peak  # (T, K): cost to move into pitch k
+    enter_cost = np.maximum(s.mono_enter - s.mono_onset_gain * onset_peak, 0.0)
+    change_cost = np.maximum(change_cost, 0.5)
+    octave = np.zeros(k, bool)
+    back = np.zeros((n_frames, k + 1), np.int32)
+    score = np.concatenate([[0.0], emit[0] - enter_cost[0]])
+    idx = np.arange(k)
+    for t in range(1, n_frames):
+        prev_p = score[1:]
+        # best predecessor among pitches for a change into k (excluding k itself via top-2)
+        order = np.argpartition(-prev_p, 1)[:2] if k > 1 else np.array([0, 0])
+        best, second = (order if prev_p[order[0]] >= prev_p[order[1]] else order[::-1])
+        from_other = np.where(idx == best, prev_p[second], prev_p[best])
+        from_other_arg = np.where(idx == best, second, best)
+        leap = np.abs(idx - from_other_arg) == 12
+        octave[:] = leap
+        cand_change = from_other - change_cost[t] - s.mono_octave * octave
+        cand_enter = score[0] - enter_cost[t]
+        cand_stay = prev_p
+        new_p = np.maximum(np.maximum(cand_stay, cand_change), cand_enter)
+        arg_p = np.where(
+            new_p == cand_stay, idx + 1, np.where(new_p == cand_change, from_other_arg + 1, 0)
+        )
+        # silence: stay, or end a note (free: a note's own evidence already paid its way)
+        sil_from = int(np.argmax(prev_p))
+        if prev_p[sil_from] >= score[0]:
+            new_s, arg_s = prev_p[sil_from], sil_from + 1
+        else:
+            new_s, arg_s = score[0], 0
+        score = np.concatenate([[new_s], new_p + emit[t]])
+        back[t, 0] = arg_s
+        back[t, 1:] = arg_p
+    path = np.zeros(n_frames, np.int32)
+    path[-1] = int(np.argmax(score))
+    for t in range(n_frames - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _peak_picked(onset: np.ndarray) -> np.ndarray:
+    """Onset posteriors kept only at their local maxima in time (elsewhere 0), ``(T, K)``.
+
+    The signal is taken as 0 before the first and after the last frame, so a note sounding from
+    the very start has its onset at frame 0."""
+    if onset.shape[0] < 2:
+        return onset.copy()
+    padded = np.concatenate([np.zeros_like(onset[:1]), onset, np.zeros_like(onset[:1])])
+    mid = padded[1:-1]
+    is_peak = (mid >= padded[:-2]) & (mid > padded[2:])
+    return np.where(is_peak, mid, 0.0).astype(onset.dtype)
+
+
+def _rising_edge(onset: np.ndarray, peak: int, earliest: int) -> int:
+    """First frame of the run before ``peak`` where ``onset`` ``(T,)`` stays above half the peak.
+
+    The onset posterior of a slow attack is broad and peaks late; its rising edge marks the start.
+    """
+    half = 0.5 * onset[peak]
+    t = peak
+    while t - 1 >= max(earliest, 0) and onset[t - 1] >= half and onset[t - 1] <= onset[t]:
+        t -= 1
+    return t
+
+
+def _is_articulation(onset: np.ndarray, note: np.ndarray, level_db: np.ndarray, t: int, s: DecodeSettings) -> bool:
+    """Whether the onset peak at frame ``t`` starts a note (all arrays ``(T,)`` for one pitch).
+
+    On a pitch that is already sounding, vibrato and tremolo make onset ripples; a real
+    re-articulation stands out (0.25 above the onset posterior just before) and is either confident
+    (``>= 0.75``) or comes with a rise of the pitch's level (``level_db``) of at least 4 dB.
+    """
+    if t < 3 or note[t - 3 : t].mean() < s.poly_frame:
+        return True
+    peak = onset[t]
+    if peak - onset[max(t - 6, 0) : t].min() < 0.25:
+        return False
+    rise = level_db[t : t + 4].max() - level_db[max(t - 4, 0) : t + 1].min()
+    return bool(peak >= 0.75 or rise >= 4.0)
+
+
+def _split_reonsets(
+    start: int, end: int, k: int, onset: np.ndarray, rms_db: np.ndarray, s: DecodeSettings
+) -> list[tuple[int, int, int]]:
+    """Split a held pitch ``k`` over frames ``[start, end)`` where it is sung or played again.
+
+    A re-articulation is an onset peak that stands out (``>= split_onset`` and 0.25 above the onset
+    posterior just before it) and is either confident (``>= 0.75``) or comes with a rise in loudness;
+    vibrato and tremolo make weaker, unprominent onset ripples that must not split the note.
+    """
+    cuts = [start]
+    for t in range(start + 1, end - 1):
+        peak = onset[t]
+        if peak < s.split_onset or peak < onset[t - 1] or peak <= onset[t + 1]:
+            continue
+        if peak - onset[max(t - 6, start) : t].min() < 0.25:
+            continue
+        rise = rms_db[t : t + 4].max() - rms_db[max(t - 4, start) : t + 1].min()
+        if peak < 0.75 and rise < 4.0:
+            continue
+        if t - cuts[-1] >= s.min_note_frames and end - t >= s.min_note_frames:
+            cuts.append(t)
+    cuts.append(end)
+    return [(a, b, k) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings) -> list[RawNote]:
+    """Join consecutive same-pitch notes separated by a tiny gap when no onset marks the second."""
+    out: list[RawNote] = []
+    for a, b, p in notes:
+        if out and out[-1][2] == p and a - out[-1][1] <= 2:
+            k = p - bp.MIDI_OFFSET
+            if onset[max(a - 2, 0) : a + 3, k].max(initial=0.0) < s.split_onset:
+                out[-1] = (out[-1][0], b, p)
+                continue
+        out.append((a, b, p))
+    return out
+
+
+def _fix_octaves_mono(
+    notes: list[RawNote], pg: bp.Posteriorgrams, feats: SpectralFeatures, pitch_range: tuple[int, int]
+) -> list[RawNote]:
+    """Move a note an octave down when the evidence says its pitch is the 2nd harmonic.
+
+    For a true pitch ``p``, energy sits at ``p``, ``p+12``, ``p+19``... An octave-up error (``p+12``
+    chosen) leaves strong energy at ``p`` (below the chosen fundamental) and at ``p+19`` (an odd
+    harmonic of ``p``, not a harmonic of ``p+12``); an octave-down error has little energy at ``p``.
+    """
+    out = []
+    lo_range = pitch_range[0]
+    for a, b, p in notes:
+        k = p - bp.MIDI_OFFSET
+        if p - 12 >= lo_range and k - 12 >= 0:
+            e_cur = _band_power(feats, a, b, k)
+            e_below = _band_power(feats, a, b, k - 12)
+            e_odd = _band_power(feats, a, b, k + 7)
+            if e_below >= 0.1 * e_cur and e_odd >= 0.1 * e_cur:
+                out.append((a, b, p - 12))
+                continue
+        out.append((a, b, p))
+    return out
+
+
+def _band_power(feats: SpectralFeatures, a: int, b: int, k: int) -> float:
+    return float(feats.fund_power[a:b, k].mean()) if 0 <= k < bp.N_NOTE_BINS else 0.0
+
+
+def decode_poly(pg: bp.Posteriorgrams, feats: SpectralFeatures, s: DecodeSettings = DEFAULT_SETTINGS) -> list[RawNote]:
+    """Polyphonic notes: onset peaks extended while the note posterior stays above ``poly_frame``."""
+    note = pg.note
+    onset = pg.onset
+    n_frames = note.shape[0]
+    peaks = _peak_picked(onset)
+    cand = np.argwhere(peaks >= s.poly_onset)
+    level_db = 10 * np.log10(feats.pitch_power + 1e-12)
+    cand = np.array(
+        [(t, k) for t, k in cand if _is_articulation(onset[:, k], note[:, k], level_db[:, k], t, s)], int
+    ).reshape(-1, 2)
+    used = np.zeros_like(note, bool)
+    notes: list[RawNote] = []
+    # latest onsets first (as basic-pitch): an earlier note then ends where a re-articulation begins
+    order = np.lexsort((cand[:, 1], -cand[:, 0]))
+    for t, k in cand[order]:
+        if used[t, k]:
+            continue
+        end = t + 1
+        below = 0
+        while end < n_frames and below < s.poly_energy_tol and not used[end, k]:
+            below = below + 1 if note[end, k] < s.poly_frame else 0
+            end += 1
+        end -= below
+        start = _rising_edge(onset[:, k], t, t - 8)
+        if used[start:t, k].any():
+            start = t
+        if end - start < s.min_note_frames:
+            continue
+        used[start:end, max(k - 1, 0) : k + 2] = True
+        notes.append((start, end, k + bp.MIDI_OFFSET))
+    notes.sort()
+    return _drop_octave_ghosts(notes, pg)
+
+
+def _drop_octave_ghosts(notes: list[RawNote], pg: bp.Posteriorgrams) -> list[RawNote]:
+    """Drop a note that starts and ends with a stronger one an octave or two away (a harmonic ghost)."""
+    strength = {i: float(pg.note[a:b, p - bp.MIDI_OFFSET].mean()) for i, (a, b, p) in enumerate(notes)}
+    keep = []
+    for i, (a, b, p) in enumerate(notes):
+        ghost = False
+        for j, (c, d, q) in enumerate(notes):
+            if j == i or abs(q - p) not in (12, 24) or abs(c - a) > 3:
+                continue
+            overlap = min(b, d) - max(a, c)
+            if overlap >= 0.8 * (b - a) and strength[j] >= 1.5 * strength[i]:
+                ghost = True
+                break
+        if not ghost:
+            keep.append((a, b, p))
+    return keep
+
+
+# --------------------------------------------------------------------------------------------------
+# Filters and note building.
+
+
+def drop_quiet(notes: list[RawNote], feats: SpectralFeatures, s: DecodeSettings = DEFAULT_SETTINGS) -> list[RawNote]:
+    """Drop notes in near-silent parts of the stem (absolute and relative to its loud level)."""
+    if not notes:
+        return notes
+    loud = float(np.percentile(feats.rms_db, 95))
+    floor = max(s.silence_db, loud - s.relative_silence_db)
+    out = []
+    for a, b, p in notes:
+        level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
+        if level >= floor:
+            out.append((a, b, p))
+    return out
+
+
+def drop_bleed(
+    notes: list[RawNote],
+    feats: SpectralFeatures,
+    others: list[SpectralFeatures],
+    s: DecodeSettings = DEFAULT_SETTINGS,
+) -> list[RawNote]:
+    """Drop notes whose pitch carries clearly more energy in another stem over the note's span."""
+    if not notes or not others:
+        return notes
+    ratio = 10 ** (s.bleed_db / 10)
+    out = []
+    for a, b, p in notes:
+        k = p - bp.MIDI_OFFSET
+        own = float(feats.pitch_power[a:b, k].mean())
+        other = max(float(o.pitch_power[a:b, k].mean()) for o in others)
+        if other <= ratio * own:
+            out.append((a, b, p))
+    return out
+
+
+def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray, s: DecodeSettings) -> list[Note]:
+    out = []
+    last = times.size - 1
+    hop = 1.0 / _FPS
+    for a, b, p in sorted(notes):
+        start = float(times[a]) - s.latency_s
+        end = float(times[min(b, last)]) if b <= last else float(times[last]) + hop
+        end -= s.latency_s
+        level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
+        velocity = int(np.clip(round(127 + 2.4 * level), 1, 127))
+        out.append(Note(pitch=int(p), start=max(start, 0.0), end=max(end, start + hop), velocity=velocity))
+    return out
