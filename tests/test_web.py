@@ -45,12 +45,17 @@ class FakeResult:
         self.__dict__.update(kw)
 
 
-def fake_notes(stem: str) -> NoteTrack:
-    """Known notes per stem: what the piano roll endpoint must give back."""
-    if stem == "drums":
-        return NoteTrack("drums", [Note(36, 0.0, 0.1, 100), Note(38, 0.25, 0.35, 90), Note(42, 0.5, 0.55, 70)], 0, True)
-    base = {"bass": 40, "other": 60, "vocals": 67}[stem]
-    return NoteTrack(stem, [Note(base, 0.0, 0.2, 80), Note(base + 4, 0.25, 0.45, 80), Note(base + 7, 0.5, 0.9, 80)], 0)
+def fake_notes(stem: str, seconds: float = 1.0) -> NoteTrack:
+    """Known notes per stem, one bar of three per second: what the piano roll must give back."""
+    notes = []
+    for bar in range(max(1, int(seconds))):
+        t = float(bar)
+        if stem == "drums":
+            notes += [Note(36, t, t + 0.1, 100), Note(38, t + 0.25, t + 0.35, 90), Note(42, t + 0.5, t + 0.55, 70)]
+        else:
+            base = {"bass": 40, "other": 60, "vocals": 67}[stem] + (bar % 3) * 2
+            notes += [Note(base, t, t + 0.2, 80), Note(base + 4, t + 0.25, t + 0.45, 80), Note(base + 7, t + 0.5, t + 0.9, 80)]
+    return NoteTrack(stem, notes, 0, stem == "drums")
 
 
 def fake_split(
@@ -100,15 +105,29 @@ def fake_split(
         path = folder / f"{s}.{format}"
         sf.write(str(path), audio, SR, format=format.upper())
         result.stems[s] = path
-        write_midi(folder / f"{s}.mid", [fake_notes(s)], grid)
+        write_midi(folder / f"{s}.mid", [fake_notes(s, seconds)], grid)
         result.midi[s] = folder / f"{s}.mid"
-    result.combined_midi = write_midi(folder / "song.mid", [fake_notes(s) for s in wanted], grid)
+    result.combined_midi = write_midi(folder / "song.mid", [fake_notes(s, seconds) for s in wanted], grid)
     report = {
         "duration_seconds": seconds,
         "tempo_bpm": 120.0,
         "key": "A minor",
         "beats": grid.beats.tolist(),
-        "quality": {s: {"bleed_db": -20.0 - k, "silence_ratio": 0.1, "flagged_bars": [2, 5]} for k, s in enumerate(wanted)},
+        "quality": {  # the shape of stemscribe.report.quality_report
+            "version": 1,
+            "stems": {
+                s: {
+                    "loudness_lufs": -14.0 - k,
+                    "peak_dbfs": -10.5,
+                    "silence_ratio": 0.1 * k,
+                    "bleed": {"estimate": 0.05 * k, "source": "vocals" if s != "vocals" else "bass", "from": {}},
+                    "midi": {"score": 0.9 - 0.2 * k, "n_notes": len(fake_notes(s, seconds)),
+                             "flagged_bars": [{"bar": 2, "start": 2.0, "end": 4.0, "score": 0.3, "reason": "onsets disagree"}]},
+                }
+                for k, s in enumerate(wanted)
+            },
+            "method": {"bleed": "a made-up measure for the test"},
+        },
     }
     (folder / "report.json").write_text(json.dumps(report))
     result.report_path = folder / "report.json"
@@ -203,7 +222,7 @@ def test_upload_progress_results_and_downloads(client: TestClient, rng: np.rando
     assert notes["drums"]["drum_names"] == {"36": "Kick", "38": "Snare", "42": "Hi-hat closed"}
 
     report = client.get(f"/api/jobs/{job['id']}/report").json()
-    assert report["quality"]["bass"]["flagged_bars"] == [2, 5]
+    assert report["quality"]["stems"]["bass"]["midi"]["flagged_bars"][0]["bar"] == 2
 
     # Each stem decodes to the audio the split wrote; the download name is the song's.
     for k, stem in enumerate(STEM_NAMES):

@@ -4,7 +4,7 @@ import { api, fileUrl, onJobEvent } from "./api.js";
 import { jobRow } from "./home.js";
 import { MultiPlayer, computePeaks } from "./player.js";
 import { Timeline, RULER_H, LANE_H } from "./timeline.js";
-import { el, formatTime, stemColor, stemLabel, STEMS, toast } from "./util.js";
+import { el, formatTime, icon, stemColor, stemLabel, STEMS, toast } from "./util.js";
 
 const DISPLAY_ORDER = ["vocals", "drums", "bass", "other"];
 
@@ -15,6 +15,7 @@ export async function renderResults(view, id) {
 
   const [report, notes] = await Promise.all([api.report(id).catch(() => ({})), api.notes(id).catch(() => ({}))]);
   const stems = DISPLAY_ORDER.filter((s) => job.result.stems.includes(s));
+  const quality = qualityEntries(report);
   const duration = report.duration_seconds || job.duration || 1;
   const player = new MultiPlayer();
   let alive = true;
@@ -27,8 +28,8 @@ export async function renderResults(view, id) {
   if (report.time_signature) facts.push(["Time", report.time_signature.join("/")]);
   if (job.result.model) facts.push(["Model", job.result.model]);
 
-  const playButton = el("button", { class: "btn primary play", disabled: true, "aria-label": "Play" }, "▶ Play");
-  const rewind = el("button", { class: "btn", title: "Back to the start", "aria-label": "Back to the start" }, "⏮");
+  const playButton = el("button", { class: "btn primary play", disabled: true, "aria-label": "Play" }, icon("play"), el("span", {}, "Play"));
+  const rewind = el("button", { class: "btn", title: "Back to the start", "aria-label": "Back to the start" }, icon("rewind"));
   const clock = el("span", { class: "clock", "aria-live": "off" }, `0:00 / ${formatTime(duration)}`);
   const loading = el("span", { class: "loading muted" }, "Loading audio…");
   const master = el("input", { type: "range", min: 0, max: 1, step: 0.01, value: 0.9, "aria-label": "Master volume" });
@@ -39,9 +40,9 @@ export async function renderResults(view, id) {
   const downloads = el(
     "div",
     { class: "downloads" },
-    el("a", { class: "btn primary", href: fileUrl.zip(id), download: "" }, "Download all (ZIP)"),
-    job.result.combined_midi && el("a", { class: "btn", href: fileUrl.combined(id), download: "" }, "MIDI of all stems"),
-    job.result.report && el("a", { class: "btn ghost", href: `/api/jobs/${id}/report`, download: "report.json" }, "Report"),
+    el("a", { class: "btn primary", href: fileUrl.zip(id), download: "" }, icon("download"), "Everything (ZIP)"),
+    job.result.combined_midi && el("a", { class: "btn", href: fileUrl.combined(id), download: "" }, icon("download"), "MIDI of all stems"),
+    job.result.report && el("a", { class: "btn", href: `/api/jobs/${id}/report`, download: "report.json" }, icon("download"), "Report (JSON)"),
   );
 
   // ---------------------------------------------------------------- tracks
@@ -69,15 +70,16 @@ export async function renderResults(view, id) {
       el(
         "div",
         { class: "head-links" },
-        el("a", { href: fileUrl.stem(id, stem, true), download: "", title: `Download the ${stemLabel(stem).toLowerCase()} audio` }, "⤓ Audio"),
+        el("a", { href: fileUrl.stem(id, stem, true), download: "", title: `Download the ${stemLabel(stem).toLowerCase()} audio` }, icon("download"), "Audio"),
         job.result.midi.includes(stem) &&
-          el("a", { href: fileUrl.midi(id, stem, true), download: "", title: `Download the ${stemLabel(stem).toLowerCase()} MIDI` }, "⤓ MIDI"),
+          el("a", { href: fileUrl.midi(id, stem, true), download: "", title: `Download the ${stemLabel(stem).toLowerCase()} MIDI` }, icon("download"), "MIDI"),
       ),
       count !== null && el("div", { class: "note-count muted" }, `${count} ${notes[stem].is_drum ? "hits" : "notes"}`),
     );
     heads.append(head);
     controls.set(stem, { mute, solo, vol });
     const lane = timeline.addLane(stem, color);
+    lane.flags = flaggedBars(quality[stem]);
     if (notes[stem]) lane.notes = notes[stem];
     else lane.notesMessage = job.result.midi.includes(stem) ? "Could not read the notes" : "No MIDI for this stem";
 
@@ -127,14 +129,14 @@ export async function renderResults(view, id) {
       ),
       el("div", { class: "card tracks" }, heads, lanesHost),
       el("div", { class: "card downloads-card" }, el("h2", {}, "Downloads"), downloads),
-      qualitySection(report, stems),
+      qualitySection(report, stems, (t) => player.seek(t)),
     ),
   );
   timeline.layout();
 
   // ---------------------------------------------------------------- behaviour
   const setPlaying = () => {
-    playButton.textContent = player.playing ? "❚❚ Pause" : "▶ Play";
+    playButton.replaceChildren(icon(player.playing ? "pause" : "play"), el("span", {}, player.playing ? "Pause" : "Play"));
     playButton.setAttribute("aria-label", player.playing ? "Pause" : "Play");
   };
   playButton.addEventListener("click", async () => {
@@ -227,58 +229,117 @@ function renderWaiting(view, job) {
 }
 
 // ---------------------------------------------------------------- quality report
+// report.json["quality"] from stemscribe.report: {"stems": {stem: {loudness_lufs, peak_dbfs,
+// silence_ratio, bleed: {estimate, source}, midi: {score, n_notes, flagged_bars: [{bar, start, end,
+// reason}]}}}, "method": {...}}. Keys this page does not know are still shown, generically.
 
 const LABELS = {
-  bleed: "Bleed from other stems",
-  bleed_db: "Bleed (dB)",
-  loudness: "Loudness",
-  loudness_lufs: "Loudness (LUFS)",
-  loudness_db: "Loudness (dB)",
-  rms_db: "Level (dB)",
-  silence_ratio: "Silent share",
-  silence: "Silent share",
-  midi_consistency: "Notes match the audio",
-  consistency: "Notes match the audio",
-  midi_audio_consistency: "Notes match the audio",
+  loudness_lufs: "Loudness",
+  peak_dbfs: "Peak",
+  silence_ratio: "Silent",
+  bleed: "Bleed",
+  midi: "Notes match the audio",
   flagged_bars: "Bars to check",
-  n_notes: "Notes",
-  notes: "Notes",
+};
+
+const HINTS = {
+  loudness_lufs: "Integrated loudness (ITU-R BS.1770), in LUFS",
+  peak_dbfs: "Highest sample level, in dB below full scale",
+  silence_ratio: "Share of the song where this stem is silent",
+  bleed: "How much of another stem leaks into this one (0% = clean)",
+  midi: "How well the MIDI notes agree with the audio of this stem",
+  flagged_bars: "Bars where the MIDI and the audio disagree: click one to listen",
 };
 
 function label(key) {
   return LABELS[key] || key.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
 }
 
-function formatValue(key, v) {
+function pct(x) {
+  return `${Math.round(x * 100)}%`;
+}
+
+function meter(score) {
+  const tone = score >= 0.7 ? "good" : score >= 0.4 ? "fair" : "poor";
+  return el("span", { class: `meter ${tone}`, title: pct(score) }, el("span", { style: { width: pct(score) } }));
+}
+
+function genericValue(v) {
   if (v === null || v === undefined) return "—";
   if (typeof v === "boolean") return v ? "yes" : "no";
-  if (typeof v === "number") {
-    if (/(ratio|share|fraction|consistency|silence)/.test(key) && v >= 0 && v <= 1) return `${Math.round(v * 100)}%`;
-    if (Number.isInteger(v)) return String(v);
-    return Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
-  }
-  if (Array.isArray(v)) {
-    if (!v.length) return "none";
-    const shown = v.slice(0, 12).map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x)));
-    return shown.join(", ") + (v.length > 12 ? ` … (${v.length} in all)` : "");
-  }
-  if (typeof v === "object") return JSON.stringify(v);
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2);
+  if (Array.isArray(v)) return v.length ? v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ") : "none";
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => `${k}: ${genericValue(x)}`).join(", ");
   return String(v);
 }
 
-export function qualitySection(report, stems) {
+/** One cell of the quality table: known keys get a friendly form, others a generic one. */
+function cell(key, v, onSeek) {
+  if (v === null || v === undefined) return key === "loudness_lufs" ? "silent" : "—";
+  switch (key) {
+    case "loudness_lufs":
+      return typeof v === "number" ? `${v.toFixed(1)} LUFS` : genericValue(v);
+    case "peak_dbfs":
+      return typeof v === "number" ? `${v.toFixed(1)} dB` : genericValue(v);
+    case "silence_ratio":
+      return typeof v === "number" ? pct(v) : genericValue(v);
+    case "bleed": {
+      const est = typeof v === "number" ? v : v.estimate;
+      if (typeof est !== "number") return genericValue(v);
+      const word = est < 0.1 ? "low" : est < 0.3 ? "some" : "high";
+      return el("span", {}, `${pct(est)} `, el("span", { class: `tag ${word}` }, word), v.source && est >= 0.1 ? el("small", { class: "muted" }, ` from ${stemLabel(v.source).toLowerCase()}`) : null);
+    }
+    case "midi": {
+      if (typeof v !== "object") return genericValue(v);
+      if (typeof v.score !== "number") return "no notes to check";
+      return el("span", { class: "score" }, meter(v.score), ` ${pct(v.score)}`);
+    }
+    case "flagged_bars": {
+      if (!Array.isArray(v) || !v.length) return "none";
+      const chips = v.slice(0, 16).map((b) =>
+        typeof b === "object" && b !== null && typeof b.start === "number"
+          ? el("button", { class: "chip", title: `${b.reason || "check this bar"} (${formatTime(b.start)})`, onclick: () => onSeek && onSeek(b.start) }, String(b.bar ?? formatTime(b.start)))
+          : el("span", { class: "chip" }, genericValue(b)),
+      );
+      return el("span", { class: "chips" }, chips, v.length > 16 ? el("small", { class: "muted" }, ` +${v.length - 16} more`) : null);
+    }
+    default:
+      return genericValue(v);
+  }
+}
+
+/** The flagged bars of a stem's quality entry, for the timeline: [{start, end, reason}]. */
+export function flaggedBars(entry) {
+  const bars = (entry && ((entry.midi && entry.midi.flagged_bars) || entry.flagged_bars)) || [];
+  return bars.filter((b) => b && typeof b.start === "number" && typeof b.end === "number");
+}
+
+export function qualityEntries(report) {
+  const q = report && report.quality;
+  if (!q || typeof q !== "object") return {};
+  const perStem = q.stems && typeof q.stems === "object" && !Array.isArray(q.stems) ? q.stems : q;
+  return Object.fromEntries(Object.entries(perStem).filter(([k, v]) => k in STEMS && v && typeof v === "object"));
+}
+
+export function qualitySection(report, stems, onSeek) {
   const q = report && report.quality;
   const section = el("section", { class: "card quality" }, el("h2", {}, "Quality report"));
   if (!q || typeof q !== "object") {
     section.append(el("p", { class: "muted" }, "There is no quality report for this song."));
     return section;
   }
-  const perStem = q.stems && typeof q.stems === "object" && !Array.isArray(q.stems) ? q.stems : q;
-  const stemRows = Object.keys(perStem).filter((k) => k in STEMS && perStem[k] && typeof perStem[k] === "object");
-  stemRows.sort((a, b) => DISPLAY_ORDER.indexOf(a) - DISPLAY_ORDER.indexOf(b));
+  section.append(
+    el("p", { class: "muted intro" }, "Estimates made without the original multitracks: a guide to where to listen closely, not a verdict."),
+  );
+  const entries = qualityEntries(report);
+  const rows = DISPLAY_ORDER.filter((s) => s in entries);
   const columns = [];
-  for (const s of stemRows) for (const k of Object.keys(perStem[s])) if (!columns.includes(k)) columns.push(k);
-  if (stemRows.length) {
+  for (const s of rows) {
+    for (const k of Object.keys(entries[s])) if (!columns.includes(k)) columns.push(k);
+    if (entries[s].midi && typeof entries[s].midi === "object" && "flagged_bars" in entries[s].midi && !columns.includes("flagged_bars"))
+      columns.push("flagged_bars");
+  }
+  if (rows.length) {
     section.append(
       el(
         "div",
@@ -286,16 +347,20 @@ export function qualitySection(report, stems) {
         el(
           "table",
           {},
-          el("thead", {}, el("tr", {}, el("th", {}, "Stem"), columns.map((c) => el("th", {}, label(c))))),
+          el("thead", {}, el("tr", {}, el("th", {}, "Stem"), columns.map((c) => el("th", { title: HINTS[c] || null }, label(c))))),
           el(
             "tbody",
             {},
-            stemRows.map((s) =>
+            rows.map((s) =>
               el(
                 "tr",
-                {},
+                { dataset: { stem: s } },
                 el("th", { scope: "row" }, el("span", { class: "dot", style: { "--c": stemColor(s) } }), stemLabel(s)),
-                columns.map((c) => el("td", {}, formatValue(c, perStem[s][c]))),
+                columns.map((c) => {
+                  let v = entries[s][c];
+                  if (c === "flagged_bars" && v === undefined && entries[s].midi) v = entries[s].midi.flagged_bars;
+                  return el("td", {}, cell(c, v, onSeek));
+                }),
               ),
             ),
           ),
@@ -303,16 +368,21 @@ export function qualitySection(report, stems) {
       ),
     );
   }
-  const rest = Object.entries(q).filter(([k]) => !(k in STEMS) && k !== "stems");
+  const method = q.method && typeof q.method === "object" ? q.method : null;
+  const rest = Object.entries(q).filter(([k]) => !(k in STEMS) && !["stems", "method", "version"].includes(k));
   if (rest.length) {
+    section.append(el("dl", { class: "kv" }, rest.map(([k, v]) => el("div", {}, el("dt", {}, label(k)), el("dd", {}, genericValue(v))))));
+  }
+  if (method) {
     section.append(
       el(
-        "dl",
-        { class: "kv" },
-        rest.map(([k, v]) => el("div", {}, el("dt", {}, label(k)), el("dd", {}, formatValue(k, v)))),
+        "details",
+        { class: "method" },
+        el("summary", {}, "How these are measured"),
+        el("dl", { class: "kv" }, Object.entries(method).map(([k, v]) => el("div", {}, el("dt", {}, label(k)), el("dd", {}, genericValue(v))))),
       ),
     );
   }
-  if (!stemRows.length && !rest.length) section.append(el("p", { class: "muted" }, "The quality report is empty."));
+  if (!rows.length && !rest.length) section.append(el("p", { class: "muted" }, "The quality report is empty."));
   return section;
 }

@@ -7,7 +7,7 @@ import { clamp } from "./util.js";
 export const RULER_H = 26;
 export const LANE_H = 168;
 const WAVE_H = 52;
-const LABEL_W = 74; // left margin of the roll for pitch / drum names
+const LABEL_W = 74; // where a lane's messages ("Loading audio…") start
 
 // Drum rows from top to bottom: cymbals, hi-hats, toms, snare, kick.
 const DRUM_ORDER = [49, 57, 55, 52, 51, 59, 53, 46, 42, 44, 50, 48, 47, 45, 43, 41, 54, 56, 39, 37, 40, 38, 36, 35];
@@ -217,6 +217,15 @@ export class Timeline {
     // notes
     const top = WAVE_H + 1;
     const height = LANE_H - top - 1;
+    for (const f of lane.flags || []) {
+      if (f.end < t0 || f.start > t1) continue;
+      const x0 = (f.start - t0) * pps;
+      const fw = Math.max(2, (f.end - f.start) * pps);
+      ctx.fillStyle = "rgba(250,82,82,0.08)";
+      ctx.fillRect(x0, top, fw, height);
+      ctx.fillStyle = "rgba(224,49,49,0.55)";
+      ctx.fillRect(x0, top, fw, 2);
+    }
     this._drawBeats(ctx, t0, t1, pps, top, height);
     const data = lane.notes;
     if (!data) {
@@ -270,11 +279,18 @@ export class Timeline {
       this._rect(ctx, x, y(p) + 0.5, Math.max(2, (e - s) * pps), Math.max(1.5, row - 1));
     }
     ctx.globalAlpha = 1;
-    // labels on a white strip so they stay readable over notes
-    ctx.fillStyle = "rgba(255,255,255,0.85)";
-    ctx.fillRect(0, top, 34, height);
-    ctx.fillStyle = "#5c6178";
-    for (let p = lo; p <= hi; p++) if (p % 12 === 0) ctx.fillText(noteName(p), 4, y(p) + row / 2);
+    for (let p = lo; p <= hi; p++) if (p % 12 === 0) this._label(ctx, noteName(p), y(p) + row / 2);
+  }
+
+  /** A small label on a light pill at the left edge, readable over notes. */
+  _label(ctx, text, cy) {
+    const w = ctx.measureText(text).width + 8;
+    ctx.fillStyle = "rgba(255,255,255,0.88)";
+    ctx.beginPath();
+    ctx.roundRect ? ctx.roundRect(2, cy - 7, w, 14, 4) : ctx.rect(2, cy - 7, w, 14);
+    ctx.fill();
+    ctx.fillStyle = "#4a4f66";
+    ctx.fillText(text, 6, cy + 0.5);
   }
 
   _drawDrums(ctx, data, color, t0, t1, pps, top, height) {
@@ -314,12 +330,7 @@ export class Timeline {
       ctx.fill();
     }
     ctx.globalAlpha = 1;
-    ctx.fillStyle = "rgba(255,255,255,0.88)";
-    ctx.fillRect(0, top, LABEL_W, height);
-    ctx.fillStyle = "#5c6178";
-    rows.forEach((p, i) => {
-      if (row >= 9) ctx.fillText((data.drum_names && data.drum_names[p]) || `Drum ${p}`, 4, top + i * row + row / 2);
-    });
+    if (row >= 9) rows.forEach((p, i) => this._label(ctx, (data.drum_names && data.drum_names[p]) || `Drum ${p}`, top + i * row + row / 2));
   }
 
   _rect(ctx, x, y, w, h) {

@@ -24,7 +24,12 @@ export function el(tag, attrs = {}, ...children) {
     if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
     else if (key === "class") node.className = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
-    else if (key === "style" && typeof value === "object") Object.assign(node.style, value);
+    else if (key === "style" && typeof value === "object") {
+      for (const [prop, v] of Object.entries(value)) {
+        if (prop.startsWith("--")) node.style.setProperty(prop, v);
+        else node.style[prop] = v;
+      }
+    }
     else if (value === true) node.setAttribute(key, "");
     else node.setAttribute(key, value);
   }
@@ -68,4 +73,20 @@ export function toast(message, kind = "info", ms = 6000) {
 
 export function clamp(x, lo, hi) {
   return Math.min(hi, Math.max(lo, x));
+}
+
+// Icons are fixed SVG strings from this file (never data from the server).
+const ICONS = {
+  play: '<path d="M7 4.5v15l12.5-7.5z"/>',
+  pause: '<path d="M6.5 4.5h4v15h-4zM13.5 4.5h4v15h-4z"/>',
+  rewind: '<path d="M5 4.5h2.5v15H5zM20 4.5v15L9 12z"/>',
+  download: '<path d="M11 3.5h2v9.2l3.3-3.3 1.4 1.4-5.7 5.7-5.7-5.7 1.4-1.4 3.3 3.3zM4.5 18.5h15v2h-15z"/>',
+};
+
+export function icon(name) {
+  const span = document.createElement("span");
+  span.className = "icon";
+  span.setAttribute("aria-hidden", "true");
+  span.innerHTML = `<svg viewBox="0 0 24 24" width="18" height="18" fill="currentColor">${ICONS[name]}</svg>`;
+  return span;
 }
