@@ -1,0 +1,221 @@
+"""Pitched transcription (basic-pitch ONNX + stem-aware decoding) on signals made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.errors import BadArgumentError, BadInputError
+from stemscribe.transcribe import basic_pitch_onnx as bp
+from stemscribe.transcribe.pitched import (
+    GM_PROGRAMS,
+    MONO_RANGES,
+    transcribe_pitched,
+    transcribe_stems,
+)
+from stemscribe.types import Audio
+
+SR = 22050
+DEVSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "devset"
+
+
+def hz(midi: float) -> float:
+    return 440.0 * 2.0 ** ((midi - 69) / 12)
+
+
+def tone(
+    midi: int,
+    start: float,
+    dur: float,
+    total: float,
+    *,
+    sr: int = SR,
+    amp: float = 0.3,
+    vibrato_cents: float = 0.0,
+    harmonics: tuple[float, ...] = (1.0, 0.5, 0.33, 0.25, 0.2),
+    decay: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """A harmonic tone placed at ``start`` in a signal of ``total`` seconds, shape ``(n,)``."""
+    n = int(round(total * sr))
+    out = np.zeros(n, np.float32)
+    i0, i1 = int(round(start * sr)), min(n, int(round((start + dur) * sr)))
+    t = np.arange(i1 - i0) / sr
+    cents = vibrato_cents * np.sin(2 * np.pi * 5.5 * t)
+    phase = 2 * np.pi * np.cumsum(hz(midi) * 2 ** (cents / 1200)) / sr
+    if rng is not None:
+        phase += rng.uniform(0, 2 * np.pi)
+    sig = sum(a * np.sin((h + 1) * phase) for h, a in enumerate(harmonics))
+    env = np.minimum(1.0, t / 0.01) * np.minimum(1.0, (t[-1] - t) / 0.02 + 1e-9)
+    if decay:
+        env *= np.exp(-t / decay)
+    out[i0:i1] = amp * sig * env / max(sum(harmonics), 1.0)
+    return out
+
+
+def onsets_match(notes, expected, tol=0.05):
+    """Each expected (pitch, start) has a note of that pitch starting within ``tol`` s."""
+    return all(any(n.pitch == p and abs(n.start - s) <= tol for n in notes) for p, s in expected)
+
+
+def test_sung_tone_with_vibrato_is_one_note_at_its_pitch():
+    rng = np.random.default_rng(0)
+    y = tone(69, 0.5, 1.2, 2.5, vibrato_cents=40, rng=rng) + 1e-4 * rng.standard_normal(int(2.5 * SR))
+    track = transcribe_pitched(Audio(y, SR), stem="vocals")
+    assert track.name == "vocals" and track.program == GM_PROGRAMS["vocals"] and not track.is_drum
+    assert [n.pitch for n in track.notes] == [69]
+    note = track.notes[0]
+    assert abs(note.start - 0.5) < 0.04
+    assert abs(note.end - 1.7) < 0.12
+    assert 1 <= note.velocity <= 127
+
+
+def test_bass_line_known_notes_monophonic_in_range():
+    rng = np.random.default_rng(1)
+    line = [(40, 0.2), (33, 0.7), (38, 1.2), (43, 1.7), (28, 2.2)]  # E2 A1 D2 G2 E1
+    y = sum(tone(p, s, 0.45, 3.0, amp=0.5, decay=0.6, rng=rng) for p, s in line)
+    track = transcribe_pitched(Audio(y, SR), stem="bass")
+    assert track.program == 33
+    assert [n.pitch for n in track.notes] == [p for p, _ in line]
+    assert onsets_match(track.notes, line, tol=0.04)
+    lo, hi = MONO_RANGES["bass"]
+    assert all(lo <= n.pitch <= hi for n in track.notes)
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(track.notes, track.notes[1:]))
+
+
+def test_bass_with_weak_fundamental_has_no_octave_error():
+    rng = np.random.default_rng(2)
+    # fundamental 12 dB under the second harmonic, as a bass through a small speaker
+    y = tone(36, 0.3, 1.0, 1.6, amp=0.6, harmonics=(0.25, 1.0, 0.5, 0.3), decay=1.0, rng=rng)
+    track = transcribe_pitched(Audio(y, SR), stem="bass")
+    assert [n.pitch for n in track.notes] == [36]
+
+
+def test_repeated_note_is_split_at_each_articulation():
+    rng = np.random.default_rng(3)
+    starts = [0.2, 0.6, 1.0, 1.4]
+    y = sum(tone(45, s, 0.38, 2.0, amp=0.5, decay=0.3, rng=rng) for s in starts)
+    track = transcribe_pitched(Audio(y, SR), stem="bass")
+    assert len(track.notes) == 4
+    assert onsets_match(track.notes, [(45, s) for s in starts], tol=0.04)
+
+
+def test_chord_on_other_is_polyphonic():
+    rng = np.random.default_rng(4)
+    chord = (60, 64, 67)
+    y = sum(tone(p, 0.4, 1.0, 2.0, amp=0.25, decay=1.5, rng=rng) for p in chord)
+    track = transcribe_pitched(Audio(y, SR), stem="other")
+    assert track.program == GM_PROGRAMS["other"]
+    assert {n.pitch for n in track.notes} == set(chord)
+    assert onsets_match(track.notes, [(p, 0.4) for p in chord], tol=0.04)
+
+
+@pytest.mark.parametrize("stem", ["vocals", "bass", "other"])
+def test_silence_and_tiny_inputs_give_empty_tracks(stem):
+    assert len(transcribe_pitched(Audio(np.zeros((2, 3 * SR), np.float32), SR), stem=stem)) == 0
+    assert len(transcribe_pitched(Audio(np.zeros((1, 1), np.float32), 44100), stem=stem)) == 0
+    assert len(transcribe_pitched(Audio(np.zeros((1, 0), np.float32), 44100), stem=stem)) == 0
+
+
+@pytest.mark.parametrize("sr,channels", [(8000, 1), (16000, 1), (48000, 3), (96000, 2)])
+def test_odd_sample_rates_and_channel_counts(sr, channels):
+    rng = np.random.default_rng(5)
+    y = tone(64, 0.3, 0.8, 1.5, sr=sr, vibrato_cents=20, rng=rng)
+    samples = np.stack([y * (1.0 - 0.1 * c) for c in range(channels)])
+    track = transcribe_pitched(Audio(samples, sr), stem="vocals")
+    assert [n.pitch for n in track.notes] == [64]
+    assert abs(track.notes[0].start - 0.3) < 0.04
+
+
+def test_input_is_not_modified():
+    rng = np.random.default_rng(6)
+    samples = np.stack([tone(57, 0.2, 0.5, 1.0, rng=rng)] * 2)
+    before = samples.copy()
+    transcribe_pitched(Audio(samples, SR), stem="vocals")
+    np.testing.assert_array_equal(samples, before)
+
+
+def test_bleed_from_another_stem_is_dropped():
+    rng = np.random.default_rng(7)
+    total = 3.0
+    vocal = tone(71, 1.6, 1.0, total, amp=0.5, vibrato_cents=30, rng=rng)  # B4, loud in the vocal stem
+    chord = sum(tone(p, 0.2, 1.0, total, amp=0.25, decay=2.0, rng=rng) for p in (48, 52, 55))
+    other = chord + 0.03 * vocal  # the vocal leaks into 'other' at -30 dB, after the chord has ended
+    alone = transcribe_pitched(Audio(other, SR), stem="other")
+    assert any(n.pitch == 71 for n in alone.notes), "the leaked note should be visible without others"
+    track = transcribe_pitched(Audio(other, SR), stem="other", others={"vocals": Audio(vocal, SR)})
+    assert not any(n.pitch == 71 for n in track.notes)
+    assert {48, 52, 55} <= {n.pitch for n in track.notes}
+
+
+def test_transcribe_stems_matches_per_stem_calls():
+    rng = np.random.default_rng(8)
+    stems = {
+        "drums": Audio(0.05 * rng.standard_normal(2 * SR).astype(np.float32), SR),
+        "bass": Audio(tone(40, 0.2, 0.8, 2.0, amp=0.5, decay=0.8, rng=rng), SR),
+        "vocals": Audio(tone(67, 0.5, 1.0, 2.0, vibrato_cents=30, rng=rng), SR),
+    }
+    together = transcribe_stems(stems)
+    assert set(together) == {"bass", "vocals"}
+    for name in together:
+        others = {o: a for o, a in stems.items() if o != name}
+        alone = transcribe_pitched(stems[name], stem=name, others=others)
+        assert [(n.pitch, n.start) for n in together[name].notes] == [(n.pitch, n.start) for n in alone.notes]
+    assert [n.pitch for n in together["bass"].notes] == [40]
+    assert [n.pitch for n in together["vocals"].notes] == [67]
+
+
+def test_progress_reports_transcribe_stage():
+    events = []
+    rng = np.random.default_rng(9)
+    transcribe_pitched(Audio(tone(60, 0.1, 0.5, 5.0, rng=rng), SR), stem="other", progress=events.append)
+    assert events and all(e["stage"] == "transcribe" and e["stem"] == "other" for e in events)
+    fractions = [e["fraction"] for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_bad_arguments():
+    audio = Audio(np.zeros((1, SR), np.float32), SR)
+    with pytest.raises(BadArgumentError, match="drums"):
+        transcribe_pitched(audio, stem="drums")
+    with pytest.raises(BadArgumentError, match="unknown pitched stem"):
+        transcribe_pitched(audio, stem="kazoo")
+    with pytest.raises(BadInputError):
+        transcribe_pitched(np.zeros(SR), stem="bass")  # type: ignore[arg-type]
+    with pytest.raises(BadInputError, match="NaN"):
+        transcribe_pitched(Audio(np.full((1, SR), np.nan, np.float32), SR), stem="bass")
+
+
+def test_model_windowing_and_frame_times():
+    rng = np.random.default_rng(10)
+    n = int(4.3 * SR)
+    pg = bp.run_model(0.1 * rng.standard_normal(n).astype(np.float32), skip_silent=False)
+    assert pg.note.shape == (int(np.floor(n * 86 / SR)), 88) == pg.onset.shape
+    assert pg.contour.shape == (pg.n_frames, 264)
+    assert np.all((pg.note >= 0) & (pg.note <= 1))
+    steps = np.diff(pg.times)
+    assert np.all(steps > 0) and np.allclose(np.median(steps), bp.FFT_HOP / SR)
+    assert pg.times[bp.KEPT_FRAMES] == pytest.approx(bp.WINDOW_HOP / SR)
+    assert bp.get_session() is bp.get_session()  # created once per process
+
+
+def _f1(ref_path: Path, notes) -> float:
+    mir_eval = pytest.importorskip("mir_eval")
+    pretty_midi = pytest.importorskip("pretty_midi")
+    ref = [n for inst in pretty_midi.PrettyMIDI(str(ref_path)).instruments for n in inst.notes]
+    ri = np.array([[n.start, n.end] for n in ref])
+    rp = mir_eval.util.midi_to_hz(np.array([n.pitch for n in ref], float))
+    ei = np.array([[n.start, n.end] for n in notes]).reshape(-1, 2)
+    ep = mir_eval.util.midi_to_hz(np.array([n.pitch for n in notes], float))
+    return mir_eval.transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.05, offset_ratio=None)[2]
+
+
+@pytest.mark.skipif(not (DEVSET / "dev01").is_dir(), reason="shared devset not present")
+@pytest.mark.parametrize("stem,minimum", [("vocals", 0.9), ("bass", 0.9), ("other", 0.75)])
+def test_devset_true_stem(stem, minimum):
+    sf = pytest.importorskip("soundfile")
+    x, sr = sf.read(str(DEVSET / "dev01" / f"{stem}.flac"), dtype="float32", always_2d=True)
+    track = transcribe_pitched(Audio(x.T, sr), stem=stem)
+    assert _f1(DEVSET / "dev01" / f"{stem}.mid", track.notes) >= minimum
