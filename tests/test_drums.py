@@ -1,0 +1,164 @@
+"""Drum transcription on synthetic kits made here, and on the devset where present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from stemscribe.transcribe.drums import CLOSED_HAT, KICK, SNARE, transcribe_drums
+from stemscribe.types import Audio
+
+SR = 44100
+DEVSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "devset"
+
+
+def _kick(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Decaying low sine with a falling pitch, plus a short click."""
+    t = np.arange(int(0.3 * sr)) / sr
+    freq = 50 + 90 * np.exp(-t / 0.03)
+    body = np.sin(2 * np.pi * np.cumsum(freq) / sr) * np.exp(-t / 0.12)
+    click = rng.standard_normal(t.size) * np.exp(-t / 0.003) * 0.3
+    return body + click
+
+
+def _snare(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Noise burst (band-limited, wires) plus a 190 Hz tone (shell)."""
+    t = np.arange(int(0.25 * sr)) / sr
+    sos = signal.butter(2, [1000, min(8000, 0.45 * sr)], btype="bandpass", fs=sr, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(t.size)) * np.exp(-t / 0.06)
+    tone = np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.05)
+    return 0.8 * noise / (np.abs(noise).max() + 1e-9) + 0.6 * tone
+
+
+def _hat(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """High-passed short noise."""
+    t = np.arange(int(0.08 * sr)) / sr
+    sos = signal.butter(4, min(7000, 0.4 * sr), btype="highpass", fs=sr, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(t.size)) * np.exp(-t / 0.02)
+    return 0.4 * noise / (np.abs(noise).max() + 1e-9)
+
+
+def _render(events: list[tuple[float, str]], sr: int = SR, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
+    make = {"kick": _kick, "snare": _snare, "hat": _hat}
+    out = np.zeros(int(seconds * sr))
+    for j, (t, name) in enumerate(events):
+        # One generator per hit, so a hit sounds the same whatever else is rendered with it.
+        hit = make[name](np.random.default_rng([seed, j, int(t * 1000)]), sr)
+        i = int(round(t * sr))
+        out[i : i + hit.size] += hit[: out.size - i]
+    return out.astype(np.float32)
+
+
+def _rock_beat(seconds: float = 4.0, step: float = 0.25) -> list[tuple[float, str]]:
+    """Hats on every step, kick on beats 1 and 3, snare on 2 and 4 (a beat = two steps)."""
+    events = []
+    for i in range(int(seconds / step) - 1):
+        t = 0.1 + i * step
+        events.append((t, "hat"))
+        if i % 4 == 0:
+            events.append((t, "kick"))
+        elif i % 4 == 2:
+            events.append((t, "snare"))
+    return events
+
+
+def _found(track, pitch: int, times: list[float], tol: float = 0.02) -> tuple[int, int]:
+    """(how many of ``times`` have a note of ``pitch`` within ``tol``, how many notes of ``pitch`` are extra)."""
+    est = np.array([n.start for n in track.notes if n.pitch == pitch])
+    hit = sum(bool(est.size) and np.min(np.abs(est - t)) <= tol for t in times)
+    extra = sum(not times or np.min(np.abs(np.array(times) - e)) > tol for e in est)
+    return hit, extra
+
+
+def _check_beat(track, events) -> None:
+    for name, pitch in (("kick", KICK), ("snare", SNARE), ("hat", CLOSED_HAT)):
+        times = [t for t, n in events if n == name]
+        hit, extra = _found(track, pitch, times)
+        assert hit == len(times), f"{name}: found {hit} of {len(times)}"
+        assert extra <= 1, f"{name}: {extra} extra notes"
+
+
+def test_rock_beat_classes_and_simultaneous_hits() -> None:
+    events = _rock_beat()
+    track = transcribe_drums(Audio(_render(events), SR))
+    assert track.is_drum and track.name == "drums"
+    _check_beat(track, events)
+    assert all(1 <= n.velocity <= 127 and n.end > n.start for n in track.notes)
+
+
+def test_level_does_not_matter() -> None:
+    events = _rock_beat()
+    x = _render(events)
+    loud = transcribe_drums(Audio(x, SR))
+    quiet = transcribe_drums(Audio(x * 0.01, SR))
+    assert [(n.pitch, round(n.start, 3)) for n in loud.notes] == [(n.pitch, round(n.start, 3)) for n in quiet.notes]
+
+
+def test_velocity_follows_hit_energy() -> None:
+    events = [(0.2 + 0.5 * i, "kick") for i in range(6)] + [(0.45 + 0.5 * i, "snare") for i in range(6)]
+    x = _render(events, seconds=3.5, seed=3)
+    # The last three kicks 10 dB quieter.
+    soft = _render([(t, "kick") for t, n in events if n == "kick" and t > 1.5], seconds=3.5)
+    track = transcribe_drums(Audio(x - (1 - 10 ** (-10 / 20)) * soft, SR))
+    kicks = sorted((n for n in track.notes if n.pitch == KICK), key=lambda n: n.start)
+    assert len(kicks) >= 5
+    loud = np.mean([n.velocity for n in kicks if n.start < 1.5])
+    quiet = np.mean([n.velocity for n in kicks if n.start > 1.5])
+    assert loud > quiet + 15
+
+
+@pytest.mark.parametrize("sr,channels", [(22050, 1), (48000, 2), (16000, 3)])
+def test_odd_sample_rates_and_channels(sr: int, channels: int) -> None:
+    events = _rock_beat(3.0, step=0.3)
+    x = _render(events, sr=sr, seconds=3.0)
+    samples = np.stack([x * (0.5 + 0.25 * c) for c in range(channels)])
+    track = transcribe_drums(Audio(samples, sr))
+    # At 16 kHz nothing above 8 kHz tells hi-hats from snare wires: allow a few extra notes.
+    max_extra = 1 if sr >= 22050 else 3
+    for name, pitch in (("kick", KICK), ("snare", SNARE)):
+        times = [t for t, n in events if n == name]
+        hit, extra = _found(track, pitch, times)
+        assert hit == len(times) and extra <= max_extra, (name, hit, extra)
+    if sr >= 22050:
+        times = [t for t, n in events if n == "hat"]
+        hit, _ = _found(track, CLOSED_HAT, times)
+        assert hit >= len(times) - 1
+
+
+def test_silence_and_tiny_inputs() -> None:
+    assert len(transcribe_drums(Audio(np.zeros((2, SR * 2), np.float32), SR))) == 0
+    assert len(transcribe_drums(Audio(np.zeros((1, 1), np.float32), SR))) == 0
+    assert len(transcribe_drums(Audio(np.zeros((1, 0), np.float32), SR))) == 0
+
+
+def test_progress_reported() -> None:
+    events: list[dict] = []
+    transcribe_drums(Audio(_render(_rock_beat(2.0), seconds=2.0), SR), progress=events.append)
+    assert events[0]["fraction"] == 0.0 and events[-1]["fraction"] == 1.0
+    assert all(e["stage"] == "transcribe" and e["stem"] == "drums" for e in events)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEVSET.is_dir(), reason="devset not present")
+def test_devset_true_stems_kick_snare_hat() -> None:
+    import mir_eval
+    import pretty_midi
+    import soundfile as sf
+
+    classes = {"kick": ({35, 36}, {KICK}), "snare": ({38, 40}, {SNARE}), "hat": ({42, 44, 46}, {42, 44, 46})}
+    counts = {c: np.zeros(3) for c in classes}
+    for song in sorted(DEVSET.glob("dev*")):
+        y, sr = sf.read(song / "drums.flac", dtype="float32", always_2d=True)
+        track = transcribe_drums(Audio(y.T, sr))
+        ref = pretty_midi.PrettyMIDI(str(song / "drums.mid")).instruments[0].notes
+        for c, (ref_pitches, est_pitches) in classes.items():
+            r = np.array(sorted(n.start for n in ref if n.pitch in ref_pitches))
+            e = np.array(sorted(n.start for n in track.notes if n.pitch in est_pitches))
+            m = len(mir_eval.util.match_events(r, e, 0.05)) if r.size and e.size else 0
+            counts[c] += (m, e.size, r.size)
+    for c, (m, n_est, n_ref) in counts.items():
+        f1 = 2 * m / max(n_est + n_ref, 1)
+        assert f1 >= 0.8, f"{c}: F1 {f1:.3f}"
