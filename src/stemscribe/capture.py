@@ -131,7 +131,8 @@ def _refine_onset(x: np.ndarray, sr: int, t: float, lo: float) -> float:
         return t
     rise = np.diff(db)
     k = int(np.argmax(rise))
-    return max(a - int(0.005 * sr), 0) / sr + (k + 1) * hop / sr
+    # frame k + 1 is the first whose window reaches into the new note: the rise happened at its end
+    return max(a - int(0.005 * sr), 0) / sr + (k + 1) * hop / sr + 0.005 - hop / sr
 
 
 def _pitch(seg: np.ndarray, sr: int, pitch: int) -> tuple[float, float]:
