@@ -526,6 +526,14 @@ def test_real_split_of_a_devset_song(tmp_path: Path) -> None:
     """One real run of the pipeline behind the API (the lite model keeps it short)."""
     import mido
 
+    from stemscribe.errors import StemscribeError
+    from stemscribe.separate import get_separator
+
+    try:
+        get_separator("lite")  # loaded once; the worker reuses it from the cache
+    except StemscribeError as exc:
+        pytest.skip(f"the lite separation model cannot be loaded: {exc}")
+
     with make_client(tmp_path / "data", split=None) as client:
         r = upload(client, DEVSONG.read_bytes(), name="dev00.flac", model="lite", stems="bass,drums")
         assert r.status_code == 201, r.text
@@ -541,3 +549,19 @@ def test_real_split_of_a_devset_song(tmp_path: Path) -> None:
         assert sum(1 for m in mid if m.type == "note_on" and m.velocity > 0) > 0
         report = client.get(f"/api/jobs/{job['id']}/report").json()
         assert report["tempo_bpm"] > 0 and report["stems"] == ["drums", "bass"]
+
+
+def test_client_file_names_are_only_labels(client: TestClient, rng: np.random.Generator, tmp_path: Path) -> None:
+    body = wav_bytes(rng, seconds=0.5)
+    names = {"../../etc/passwd.wav": "passwd.wav", "C:\\music\\x.wav": "x.wav", "Señor ☃.wav": "Señor ☃.wav"}
+    for sent, shown in names.items():
+        job = upload(client, body, name=sent).json()
+        assert job["name"] == shown
+        job = wait_for(client, job["id"])
+        files = sorted(p.name for p in (tmp_path / "data" / "jobs" / job["id"]).iterdir())
+        assert files == ["out", "song.wav"]  # stored under a fixed name, typed by content
+        header = client.get(f"/api/jobs/{job['id']}/files/midi/bass", params={"download": 1}).headers["content-disposition"]
+        plain = header.split('filename="', 1)[1].split('"', 1)[0]
+        assert plain.isascii() and "/" not in plain and "\\" not in plain
+        assert unquote(header.split("filename*=UTF-8''", 1)[1]) == f"{Path(shown).stem} - bass.mid"
+    assert not (tmp_path / "etc").exists()

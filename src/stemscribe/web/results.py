@@ -57,6 +57,16 @@ def download_name(job: Job, kind: str, stem: str | None, path: Path) -> str:
     return f"{base} - {stem}{path.suffix}"
 
 
+def content_disposition(filename: str, *, attachment: bool = True) -> str:
+    """A Content-Disposition header with a plain ASCII ``filename`` (for curl -J and old clients)
+    and the exact UTF-8 name in ``filename*`` (RFC 6266)."""
+    from urllib.parse import quote
+
+    plain = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename)
+    kind = "attachment" if attachment else "inline"
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def roll_notes(path: Path) -> dict[str, Any]:
     """The notes of one MIDI file for the piano roll.
 

@@ -296,11 +296,11 @@ def create_app(settings: Settings) -> FastAPI:
         if path is None:
             return error(404, "This job has no such file.")
         media = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".mid": "audio/midi"}
+        name = results.download_name(job, kind, stem, path)
         return FileResponse(
             path,
             media_type=media.get(path.suffix, "application/octet-stream"),
-            filename=results.download_name(job, kind, stem, path),
-            content_disposition_type="attachment" if download else "inline",
+            headers={"Content-Disposition": results.content_disposition(name, attachment=download)},
         )
 
     @app.get("/api/jobs/{job_id}/files/stem/{stem}")
@@ -324,7 +324,8 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(job, Response):
             return job
         path = await run_in_threadpool(results.build_zip, runner.job_dir(job_id), job)
-        return FileResponse(path, media_type="application/zip", filename=f"{Path(job.name).stem or 'song'} - stemscribe.zip")
+        name = f"{Path(job.name).stem or 'song'} - stemscribe.zip"
+        return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": results.content_disposition(name)})
 
     return app
 

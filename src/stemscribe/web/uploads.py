@@ -145,6 +145,9 @@ async def receive(chunks: AsyncIterator[bytes], job_dir: Path, *, limit: int, na
         final = job_dir / f"song.{ext}"
         os.replace(part, final)
         return final, size
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise UploadError(f"{shown} could not be stored: {exc.strerror or exc} (is the disk full?)", 507) from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -33,7 +33,7 @@ function summary(job) {
   const parts = [];
   if (job.duration) parts.push(formatTime(job.duration));
   if (job.size) parts.push(formatBytes(job.size));
-  parts.push(o.model || "default model");
+  parts.push((job.result && job.result.model) || o.model || "best available model");
   parts.push((o.format || "wav").toUpperCase());
   parts.push(o.stems ? o.stems.map(stemLabel).join(", ") : "all stems");
   if (o.quantize) parts.push(`MIDI snapped to ${o.quantize}`);
