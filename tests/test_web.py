@@ -565,3 +565,29 @@ def test_client_file_names_are_only_labels(client: TestClient, rng: np.random.Ge
         assert plain.isascii() and "/" not in plain and "\\" not in plain
         assert unquote(header.split("filename*=UTF-8''", 1)[1]) == f"{Path(shown).stem} - bass.mid"
     assert not (tmp_path / "etc").exists()
+
+
+def test_serve_prints_its_address_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stemscribe", "serve", "--port", "0", "--data", str(tmp_path / "d")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("stemscribe is running at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].strip()
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "stemscribe" in page.text
+        with httpx.stream("GET", url + "api/events", timeout=10) as events:  # an open live stream...
+            proc.send_signal(signal.SIGINT)  # ...does not hold up Ctrl+C
+            assert proc.wait(timeout=10) == 0
+        assert "stemscribe stopped" in proc.stdout.read()
+        assert (tmp_path / "d" / "stemscribe.sqlite3").is_file()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

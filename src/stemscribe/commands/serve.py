@@ -107,8 +107,13 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     print("press Ctrl+C to stop", flush=True)
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            app.state.broker.close()  # end the pages' live event streams so shutdown is quick
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, access_log=False)
-    server = uvicorn.Server(config)
+    server = Server(config)
     if args.open:
         import threading
 
@@ -122,5 +127,9 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.1)
 
         threading.Thread(target=open_when_ready, daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a clean shutdown
+        pass
+    print("stemscribe stopped", flush=True)
     return 0

@@ -294,12 +294,15 @@ class EventBroker:
     def __init__(self) -> None:
         self._subs: dict[asyncio.Queue, asyncio.AbstractEventLoop] = {}
         self._lock = threading.Lock()
+        self.closed = False
 
     def subscribe(self) -> asyncio.Queue:
         """A queue of events for the calling coroutine's loop; ``None`` in it means "stop"."""
         q: asyncio.Queue = asyncio.Queue(maxsize=1000)
         with self._lock:
             self._subs[q] = asyncio.get_running_loop()
+        if self.closed:
+            q.put_nowait(None)
         return q
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
@@ -316,7 +319,8 @@ class EventBroker:
                 self.unsubscribe(q)
 
     def close(self) -> None:
-        """Ask every open stream to end."""
+        """Ask every open stream to end (the server is stopping)."""
+        self.closed = True
         self.publish(None)
 
 

@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.runner = runner
     app.state.store = store
+    app.state.broker = broker
 
     # ---------------------------------------------------------------- guards
     @app.middleware("http")
