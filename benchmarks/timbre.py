@@ -100,7 +100,7 @@ def run_case(name: str, audio, track, stem: str, t_split: float, references: dic
                 "case": name, "notes": mode, "reference": ref_name,
                 "gm_db": round(d_gm, 2), "captured_db": round(d_cap, 2),
                 "improvement": round(1 - d_cap / d_gm, 3),
-                "kept_takes": cap.stats["kept_takes"], "clean_takes": cap.stats["clean_takes"],
+                "kept_takes": cap.stats["kept_takes"], "clean_takes": cap.stats["clean_takes"], "chord_takes": cap.stats["chord_takes"],
                 "notes_found": cap.stats["notes_found"], "looped": cap.stats["looped_takes"],
                 "layers": len(cap.stats["velocity_layers"]), "render_notes": len(last_track.notes),
                 "capture_s": round(t_cap, 1),

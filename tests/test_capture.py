@@ -95,6 +95,35 @@ def test_chords_and_overlaps_are_skipped() -> None:
     assert got == {(67, 2.495), (48, 5.5)}
 
 
+def test_pitches_heard_only_in_chords_are_taken_out_of_them(rng: np.random.Generator) -> None:
+    # a C major triad twice, and a lone G3 (55) which alone is clean
+    y = np.zeros(4 * SR, np.float32)
+    notes = []
+    for t in (0.2, 1.4):
+        for p in (60, 64, 67):
+            tone = _tone(p, 0.9, SR, decay=1.0, amp=0.2, rng=rng)
+            y[int(t * SR) : int(t * SR) + len(tone)] += tone
+            notes.append(Note(p, t, t + 0.9, 90))
+    lone = _tone(55, 0.8, SR, decay=1.0, amp=0.2, rng=rng)
+    y[int(2.8 * SR) : int(2.8 * SR) + len(lone)] += lone
+    notes.append(Note(55, 2.8, 3.6, 90))
+    cap = capture_instrument(Audio(y[None], SR), notes=notes)
+    assert cap.stats["clean_takes"] == 1 and cap.stats["chord_takes"] == 6
+    by_pitch = {t.pitch: t for t in cap.takes}
+    assert sorted(by_pitch) == [55, 60, 64, 67]
+    for p in (60, 64, 67):
+        data = by_pitch[p].data
+        # the extracted note is that pitch, not its neighbours in the chord
+        assert _f0(data, SR) == pytest.approx(440 * 2 ** ((p - 69) / 12), rel=0.01)
+        spec = np.abs(np.fft.rfft(data[: int(0.5 * SR)]))
+        freqs = np.fft.rfftfreq(int(0.5 * SR), 1 / SR)
+        others = [q for q in (60, 64, 67) if q != p]
+        own = spec[np.argmin(np.abs(freqs - 440 * 2 ** ((p - 69) / 12)))]
+        for q in others:
+            assert spec[np.argmin(np.abs(freqs - 440 * 2 ** ((q - 69) / 12)))] < 0.1 * own
+    assert capture_instrument(Audio(y[None], SR), notes=notes, chords=False).stats["sampled_pitches"] == [55]
+
+
 def test_sustained_sound_gets_a_seamless_loop(rng: np.random.Generator) -> None:
     audio, notes = _recording(rng, [57], decay=0.0, dur=1.5)
     cap = capture_instrument(audio, notes=notes)
@@ -164,9 +193,13 @@ def test_recording_without_usable_notes(tmp_path: Path, rng: np.random.Generator
     err = capsys.readouterr().err
     assert err.startswith("stemscribe: error: ") and err.count("\n") == 1
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["noise.wav"]
-    # notes given, but all in chords: nothing clean
+    # notes given, but all in chords, and chords not wanted: nothing clean
     audio, _ = _recording(rng, [60])
     with pytest.raises(BadInputError, match="none of the 2 notes"):
-        capture_instrument(audio, notes=[Note(60, 0.2, 0.8), Note(64, 0.2, 0.8)])
+        capture_instrument(audio, notes=[Note(60, 0.2, 0.8), Note(64, 0.2, 0.8)], chords=False)
+    # notes given that the audio does not hold (silence): nothing usable either way
+    silence = Audio(np.zeros((1, 2 * SR), np.float32), SR)
+    with pytest.raises(BadInputError, match="none of the 2 notes"):
+        capture_instrument(silence, notes=[Note(60, 0.2, 0.8), Note(64, 0.2, 0.8)])
     with pytest.raises(BadInputError, match="no notes found"):
         capture_instrument(audio, notes=[])

@@ -19,7 +19,8 @@
    a rising zero crossing near the end of the held part and a loop start a whole number of periods
    earlier at the lag with the highest autocorrelation, again on a rising zero crossing, with a 10 ms
    crossfade written into the sample so the loop is seamless in any sampler;
-6. maps every key up to ``max_shift`` semitones (default 4) from a sampled pitch to the nearest take (the
+6. (pitches never played alone) pulls takes out of chords by harmonic masking, unless ``chords=False``;
+7. maps every key up to ``max_shift`` semitones (default 4) from a sampled pitch to the nearest take (the
    sampler pitch-shifts it), per velocity layer, borrowing a neighbouring layer's take where a layer has
    no sample close enough. Keys farther from every take stay unmapped.
 
@@ -63,6 +64,7 @@ class Take:
     loop: tuple[int, int] | None = None  # (start, end) sample indices, end exclusive
     score: float = 0.0
     layer: int = 0
+    score_penalty: float = 0.0  # lower priority (taken out of a chord)
 
 
 @dataclass
@@ -210,6 +212,52 @@ def find_loop(data: np.ndarray, sr: int, f0: float, start: int, end: int, *, xfa
     return ls, le
 
 
+def _cut(
+    x: np.ndarray, sr: int, n: Note, t0: float, clean_end: float, limit_t: float, noise_db: float,
+    bleed_db: float | None, offset: int = 0,
+) -> Take | None:
+    """One take of note ``n`` from signal ``x`` (which starts at sample ``offset`` of the recording):
+    from ``t0`` (s) to the end of the release after ``clean_end``, never past ``limit_t``."""
+    a = max(int(round((t0 - 0.003) * sr)) - offset, 0)
+    held_end = min(int(round(clean_end * sr)) - offset, len(x))
+    if held_end - a < int(0.05 * sr) or a >= len(x):
+        return None
+    limit = max(min(int(limit_t * sr) - offset, len(x)), held_end)
+    db, hop = _rms_db(x[a:limit], sr, 0.01, 0.005)
+    peak_db = float(db.max())
+    if peak_db < -70.0:
+        return None
+    # what still sounds just before the onset (an earlier note ringing on) bleeds into the take
+    pre = x[max(a - int(0.04 * sr), 0) : max(a - int(0.005 * sr), 0)]
+    if bleed_db is not None and len(pre) and 10 * np.log10(np.mean(pre.astype(np.float64) ** 2) + 1e-12) > peak_db - bleed_db:
+        return None
+    floor = max(peak_db - 50.0, noise_db + 6.0)
+    k0 = max((held_end - a) // hop, 0)
+    below = np.flatnonzero(db[k0:] < floor)
+    complete = len(below) > 0
+    rel_end = a + (k0 + int(below[0])) * hop + hop if complete else limit
+    rel_end = int(min(max(rel_end, held_end), limit))
+    data = x[a:rel_end].astype(np.float32)
+    if len(data) < int(0.05 * sr):
+        return None
+    fi, fo = int(0.001 * sr), min(int(0.005 * sr), len(data) // 4)
+    data[:fi] *= np.linspace(0, 1, fi, endpoint=False, dtype=np.float32)
+    data[len(data) - fo :] *= np.linspace(1, 0, fo, dtype=np.float32)
+    held = (held_end - a) / sr
+    body = data[int(0.03 * sr) : max(int(min(held, 0.6) * sr), int(0.03 * sr))]
+    cents, periodicity = _pitch(body, sr, n.pitch)
+    return Take(
+        pitch=int(n.pitch), velocity=int(np.clip(n.velocity, 1, 127)), start=(a + offset) / sr, held=held,
+        data=data, tune=-cents, periodicity=periodicity, level_db=peak_db,
+        release=max((rel_end - held_end) / sr, 0.0), release_complete=complete,
+    )
+
+
+def _noise_db(x: np.ndarray, sr: int) -> float:
+    db_all, _ = _rms_db(x, sr, 0.05, 0.05)
+    return float(np.percentile(db_all, 10)) if len(db_all) else -120.0
+
+
 def cut_takes(audio: Audio, notes: Sequence[Note], *, bleed_db: float | None = 12.0) -> list[Take]:
     """Cut the clean notes of ``audio`` into :class:`Take` s (see the module docstring).
 
@@ -221,48 +269,79 @@ def cut_takes(audio: Audio, notes: Sequence[Note], *, bleed_db: float | None = 1
     sr = audio.sr
     all_notes = sorted(notes, key=lambda n: n.start)
     onsets = np.array([n.start for n in all_notes] + [math.inf])
-    db_all, _ = _rms_db(x, sr, 0.05, 0.05)
-    noise_db = float(np.percentile(db_all, 10)) if len(db_all) else -120.0
+    noise_db = _noise_db(x, sr)
     takes = []
     for n, clean_end in clean_notes(all_notes):
         prev_start = max([m.start for m in all_notes if m.start < n.start - 0.03] or [0.0])
         t0 = _refine_onset(x, sr, n.start, prev_start + 0.03)
-        a = max(int(round((t0 - 0.003) * sr)), 0)
-        held_end = int(round(clean_end * sr))
-        if held_end - a < int(0.05 * sr) or a >= len(x):
-            continue
         nxt = onsets[np.searchsorted(onsets, n.start + 1e-6)]
-        limit = min(int((n.end + 2.0) * sr), len(x), int((nxt - 0.005) * sr) if math.isfinite(nxt) else len(x))
-        limit = max(limit, min(held_end, len(x)))
-        seg = x[a:limit]
-        db, hop = _rms_db(seg, sr, 0.01, 0.005)
-        peak_db = float(db.max())
-        if peak_db < -70.0:
+        limit_t = min(n.end + 2.0, nxt - 0.005 if math.isfinite(nxt) else math.inf)
+        take = _cut(x, sr, n, t0, clean_end, limit_t, noise_db, bleed_db)
+        if take is not None:
+            takes.append(take)
+    return takes
+
+
+def _comb(freqs: np.ndarray, pitch: int, bin_hz: float) -> np.ndarray:
+    """Harmonic comb ``(n_bins,)``: Gaussian bumps at the partials of ``pitch`` (about 17 cents wide)."""
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    g = np.zeros_like(freqs)
+    for k in range(1, int(freqs[-1] / f0) + 1):
+        sigma = max(0.8 * bin_hz, 0.01 * k * f0)
+        lo, hi = np.searchsorted(freqs, [k * f0 - 4 * sigma, k * f0 + 4 * sigma])
+        g[lo:hi] += np.exp(-0.5 * ((freqs[lo:hi] - k * f0) / sigma) ** 2)
+    return np.minimum(g, 1.0)
+
+
+def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | None = None) -> list[Take]:
+    """Takes of notes played with others, pulled out of the mix by harmonic masking.
+
+    For each note (of ``pitches`` only, when given) held at least 0.1 s, the short-time spectrum
+    around it is split between the notes sounding in each frame in proportion to their harmonic
+    combs; whatever lies between partials (noise, attack transients) is left out. Thinner than a clean
+    take — used only for pitches that have no clean take.
+    """
+    import librosa
+
+    x = audio.mono().astype(np.float32)
+    sr = audio.sr
+    n_fft = int(2 ** round(math.log2(sr * 0.093)))
+    hop = n_fft // 4
+    bin_hz = sr / n_fft
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    all_notes = sorted(notes, key=lambda n: n.start)
+    clean = {id(n) for n, _ in clean_notes(all_notes)}
+    noise_db = _noise_db(x, sr)
+    combs: dict[int, np.ndarray] = {}
+    takes = []
+    for n in all_notes:
+        if id(n) in clean or n.end - n.start < 0.1 or (pitches is not None and n.pitch not in pitches):
             continue
-        # what still sounds just before the onset (an earlier note ringing on) bleeds into the take
-        pre = x[max(a - int(0.04 * sr), 0) : max(a - int(0.005 * sr), 0)]
-        if bleed_db is not None and len(pre) and 10 * np.log10(np.mean(pre.astype(np.float64) ** 2) + 1e-12) > peak_db - bleed_db:
+        same = [m.start for m in all_notes if m.pitch == n.pitch and m.start > n.start]
+        w0 = max(n.start - 0.1, 0.0)
+        w1 = min(n.end + 2.0, (min(same) - 0.005) if same else math.inf, len(x) / sr)
+        if w1 - w0 < 0.2:
             continue
-        floor = max(peak_db - 50.0, noise_db + 6.0)
-        k0 = max((held_end - a) // hop, 0)
-        below = np.flatnonzero(db[k0:] < floor)
-        complete = len(below) > 0
-        rel_end = a + (k0 + int(below[0])) * hop + hop if complete else limit
-        rel_end = int(min(max(rel_end, min(held_end, len(x))), limit))
-        data = x[a:rel_end].copy()
-        if len(data) < int(0.05 * sr):
-            continue
-        fi, fo = int(0.001 * sr), min(int(0.005 * sr), len(data) // 4)
-        data[:fi] *= np.linspace(0, 1, fi, endpoint=False, dtype=np.float32)
-        data[len(data) - fo :] *= np.linspace(1, 0, fo, dtype=np.float32)
-        held = (min(held_end, len(x)) - a) / sr
-        body = data[int(0.03 * sr) : max(int(min(held, 0.6) * sr), int(0.03 * sr))]
-        cents, periodicity = _pitch(body, sr, n.pitch)
-        takes.append(Take(
-            pitch=int(n.pitch), velocity=int(np.clip(n.velocity, 1, 127)), start=a / sr, held=held,
-            data=data, tune=-cents, periodicity=periodicity, level_db=peak_db,
-            release=max((rel_end - min(held_end, len(x))) / sr, 0.0), release_complete=complete,
-        ))
+        a, b = int(w0 * sr), int(w1 * sr)
+        X = librosa.stft(x[a:b], n_fft=n_fft, hop_length=hop, center=True)
+        times = w0 + np.arange(X.shape[1]) * hop / sr
+        sounding = [m for m in all_notes if m.start < w1 and m.end + 0.3 > w0]
+        total = np.full(X.shape, 0.05, dtype=np.float32)  # the floor leaves non-harmonic energy out
+        mine = np.zeros(X.shape, dtype=np.float32)
+        for m in sounding:
+            if m.pitch not in combs:
+                combs[m.pitch] = _comb(freqs, m.pitch, bin_hz).astype(np.float32)
+            active = ((times >= m.start - 0.03) & (times <= m.end + 0.3)).astype(np.float32)
+            if m is n:
+                # this note owns its partials from its onset to the end of the window (its release)
+                active = (times >= m.start - 0.03).astype(np.float32)
+                mine += combs[m.pitch][:, None] * active[None, :]
+            total += combs[m.pitch][:, None] * active[None, :]
+        y = librosa.istft(X * (mine / total), hop_length=hop, n_fft=n_fft, length=b - a)
+        take = _cut(y, sr, n, n.start, n.end, w1, noise_db, None, offset=a)
+        if take is not None:
+            take.score_penalty = 0.5
+            takes.append(take)
     return takes
 
 
@@ -292,6 +371,7 @@ def capture_instrument(
     max_shift: int = 4,
     layers: int = 3,
     retune: bool = False,
+    chords: bool = True,
     name: str = "captured",
     progress: Progress | None = None,
 ) -> Capture:
@@ -299,7 +379,8 @@ def capture_instrument(
 
     ``notes`` (e.g. a known MIDI) skips transcription. Samples keep the recording's own tuning unless
     ``retune``, which corrects each to equal temperament at A440 (the SFZ ``tune``). Raises
-    :class:`BadInputError` when the recording has no usable note.
+    :class:`BadInputError` when the recording has no usable note. With ``chords``, pitches that
+    are never played alone are taken out of chords by harmonic masking (:func:`chord_takes`).
     """
     if stem not in ("other", "bass", "vocals", "piano", "guitar"):
         raise BadArgumentError(f"unknown stem {stem!r}; choose other, bass or vocals")
@@ -321,11 +402,19 @@ def capture_instrument(
     if not note_list:
         raise BadInputError("no notes found in the recording; capture needs a recording of single pitched notes")
     bleed_db = None if stem in ("bass", "vocals") else 12.0
-    takes = [t for t in cut_takes(audio, note_list, bleed_db=bleed_db) if abs(t.tune) <= 60.0 and t.periodicity >= 0.3]
+    def usable(found: list[Take]) -> list[Take]:
+        return [t for t in found if abs(t.tune) <= 60.0 and t.periodicity >= 0.3]
+
+    takes = usable(cut_takes(audio, note_list, bleed_db=bleed_db))
+    n_clean = len(takes)
+    if chords:
+        missing = sorted({n.pitch for n in note_list} - {t.pitch for t in takes})
+        if missing:
+            takes += usable(chord_takes(audio, note_list, missing))
     if not takes:
         raise BadInputError(
-            f"none of the {len(note_list)} notes found is clean (played alone, held >= 60 ms, in tune); "
-            "capture needs some notes played on their own"
+            f"none of the {len(note_list)} notes found is usable (played alone{' or in a clear chord' if chords else ''}, "
+            "held >= 60 ms, in tune); capture needs a recording of one instrument's notes"
         )
     sr = audio.sr
     # Velocities from the measured level, not from the transcription (whose velocities are not
@@ -340,7 +429,7 @@ def capture_instrument(
     edges = _layer_edges(np.array([t.velocity for t in takes]), layers)
     for t in takes:
         t.layer = next(i for i, (lo, hi) in enumerate(edges) if lo <= t.velocity <= hi)
-        t.score = t.periodicity + 0.5 * min(t.held, 1.5) / 1.5 + 0.3 * t.release_complete
+        t.score = t.periodicity + 0.5 * min(t.held, 1.5) / 1.5 + 0.3 * t.release_complete - t.score_penalty
     best: dict[tuple[int, int], Take] = {}
     for t in takes:
         key = (t.pitch, t.layer)
@@ -358,7 +447,8 @@ def capture_instrument(
     pitches = sorted({t.pitch for t in kept})
     stats = {
         "notes_found": len(note_list),
-        "clean_takes": len(takes),
+        "clean_takes": n_clean,
+        "chord_takes": len(takes) - n_clean,
         "kept_takes": len(kept),
         "sampled_pitches": pitches,
         "velocity_layers": [list(e) for e in edges],

@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-shift", type=int, default=4, metavar="SEMITONES",
                    help="cover keys up to this far from a sampled pitch by pitch-shifting it (default 4)")
     p.add_argument("--layers", type=int, default=3, help="velocity layers at most (default 3)")
+    p.add_argument("--no-chords", dest="chords", action="store_false",
+                   help="use only notes played alone (default: pitches only heard in chords are taken out of them)")
+    p.add_argument("--retune", action="store_true",
+                   help="tune every sample to A440 equal temperament (default: keep the recording's tuning)")
     p.add_argument("--name", default=None, help="instrument name (default: the recording's file name)")
     return p
 
@@ -50,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         if not notes:
             raise BadInputError(f"{args.midi} has no pitched notes")
     name = args.name or Path(args.recording).stem
-    cap = capture_instrument(audio, stem=args.stem, notes=notes, max_shift=args.max_shift, layers=args.layers, name=name)
+    cap = capture_instrument(audio, stem=args.stem, notes=notes, max_shift=args.max_shift, layers=args.layers,
+                             chords=args.chords, retune=args.retune, name=name)
     sfz = write_instrument(cap, out, comment=f"captured by stemscribe from {Path(args.recording).name}")
     s = cap.stats
     lo, hi = s["key_range"]
-    print(f"{args.recording} -> {sfz}  [{s['kept_takes']} samples from {s['clean_takes']} clean of {s['notes_found']} notes; "
+    print(f"{args.recording} -> {sfz}  [{s['kept_takes']} samples from {s['clean_takes']} clean + {s['chord_takes']} chord takes of {s['notes_found']} notes; "
           f"keys {lo}..{hi}, {len(s['velocity_layers'])} velocity layer(s), {s['looped_takes']} looped]")
     return 0
