@@ -165,7 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
         quantize: str = "",
     ):
         shown = uploads.display_name(name)
-        opts = JobOptions.parse(model=model, stems=stems or None, format=format, quantize=quantize)
+        opts = await run_in_threadpool(JobOptions.parse, model=model, stems=stems or None, format=format, quantize=quantize)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             return error(413, f"“{shown}” is larger than the upload limit of {settings.max_upload_mb:g} MB "

@@ -262,7 +262,8 @@ export async function renderHome(view) {
         place(job);
       } catch (err) {
         pending.remove();
-        showError(`“${file.name}” was not added: ${err.message}`);
+        // The server's message names the file already; a network error does not.
+        showError(err.message.includes(file.name) ? err.message : `“${file.name}” was not added: ${err.message}`);
         empty.hidden = rows.size > 0;
       }
     }
