@@ -1,0 +1,239 @@
+"""The embedded ``lite`` separator: a small causal mask network shipped inside the package.
+
+Weights: ``stemscribe/data/models/lite.safetensors`` (float16) with its manifest ``lite.json``
+(config, sha256, training notes, licence).  They are loaded from the package, never downloaded,
+and their sha256 is checked before use.  The network (:mod:`stemscribe.separate.lite_net`) is
+causal with one frame of look-ahead, so the same model separates a whole file
+(:meth:`LiteSeparator.separate`) or a stream block by block (:meth:`LiteSeparator.stream`), and the
+two give the same samples (to float rounding).
+
+Training code, data and scores: ``training/`` and ``docs/models/lite.md`` in the source tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError, ModelUnavailableError
+from ..types import Audio, Progress, report_progress
+from .base import Separator
+
+__all__ = ["LiteSeparator", "LiteStreamer", "load_lite", "lite_info", "MODEL_DIR"]
+
+#: where the shipped weights live
+MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+_WEIGHTS = "lite.safetensors"
+_MANIFEST = "lite.json"
+_REINSTALL = "reinstall stemscribe (the lite weights ship inside the package), or use --model htdemucs"
+#: samples per chunk when separating a whole file (bounded memory: ~100 MB per 10 s chunk)
+_CHUNK = 10 * 44100
+
+
+def _manifest_path(weights: Path) -> Path:
+    return weights.with_name(weights.name[: -len(".safetensors")] + ".json") if weights.name.endswith(
+        ".safetensors") else weights.with_suffix(".json")
+
+
+def _read_manifest(weights: Path) -> dict[str, Any]:
+    path = _manifest_path(weights)
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelUnavailableError(f"lite model manifest {path} is missing; {_REINSTALL}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"lite model manifest {path} is unreadable ({exc}); {_REINSTALL}") from None
+    if not isinstance(manifest, dict) or "sha256" not in manifest or "config" not in manifest:
+        raise ModelUnavailableError(f"lite model manifest {path} lacks sha256/config; {_REINSTALL}")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lite_info() -> dict[str, Any]:
+    """Registry entry for ``stemscribe models`` (no torch import, no network).
+
+    Keys: ``description, stems, sr, licence, files, sha256, size_bytes, available`` and, when the
+    manifest has them, ``parameters, version, latency_ms, training, validation_sdr_db``.
+    """
+    weights = MODEL_DIR / _WEIGHTS
+    info: dict[str, Any] = {
+        "description": "small causal mask network embedded in stemscribe (offline, fast, live-capable)",
+        "stems": ["drums", "bass", "other", "vocals"],
+        "sr": 44100,
+        "files": [str(weights)],
+        "available": False,
+    }
+    try:
+        manifest = _read_manifest(weights)
+    except ModelUnavailableError as exc:
+        info["error"] = str(exc)
+        return info
+    cfg = manifest["config"]
+    info.update({
+        "stems": list(cfg.get("stems", info["stems"])),
+        "sr": int(cfg.get("sr", 44100)),
+        "licence": manifest.get("licence", ""),
+        "sha256": {_WEIGHTS: manifest["sha256"]},
+        "parameters": manifest.get("parameters"),
+        "version": manifest.get("version"),
+        "latency_ms": round(1000 * (cfg["n_fft"] + cfg["lookahead"] * cfg["hop"]) / cfg["sr"], 1),
+        "training": manifest.get("training"),
+        "validation_sdr_db": manifest.get("validation_sdr_db"),
+    })
+    if weights.is_file():
+        info["size_bytes"] = weights.stat().st_size
+        info["available"] = _sha256(weights) == manifest["sha256"]
+        if not info["available"]:
+            info["error"] = f"{weights} does not match its sha256 (corrupt); {_REINSTALL}"
+    return info
+
+
+def load_lite(*, weights: str | os.PathLike[str] | None = None) -> "LiteSeparator":
+    """Load the lite model (default: the package's weights), checking its sha256.
+
+    ``weights``: another ``.safetensors`` file with its ``.json`` manifest beside it.
+    Raises ModelUnavailableError when the file or manifest is missing, corrupt or unloadable.
+    """
+    path = Path(weights) if weights is not None else MODEL_DIR / _WEIGHTS
+    manifest = _read_manifest(path)
+    if not path.is_file():
+        raise ModelUnavailableError(f"lite model weights {path} are missing; {_REINSTALL}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+        raise ModelUnavailableError(f"lite model weights {path} do not match their sha256 (corrupt or "
+                                    f"replaced); {_REINSTALL}")
+    import torch
+    from safetensors.torch import load as load_tensors
+
+    from .lite_net import LiteNet
+
+    try:
+        tensors = load_tensors(data)
+        net = LiteNet(manifest["config"])
+        net.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
+    except Exception as exc:  # any mismatch between file and config means the model is unusable
+        raise ModelUnavailableError(f"lite model weights {path} could not be loaded ({exc}); {_REINSTALL}") from None
+    net.eval()
+    return LiteSeparator(net, manifest)
+
+
+class LiteStreamer:
+    """Live separation state: feed blocks, get the stems that are final.
+
+    ``push(block)``: ``(channels, m)`` float32 at the model rate (mono or stereo) ->
+    ``(stems, channels, k)`` float32; the output lags the input by at most ``latency`` samples
+    plus the block length.  ``flush()`` returns the rest, so total output length equals total input.
+    """
+
+    def __init__(self, sep: "LiteSeparator", channels: int = 2) -> None:
+        from .lite_net import LiteStream
+
+        if channels not in (1, 2):
+            raise BadInputError(f"live separation takes mono or stereo, got {channels} channels")
+        self.channels = channels
+        self.stems = sep.stems
+        self.sr = sep.sr
+        self.latency = sep.latency
+        self._stream = LiteStream(sep.net)
+
+    def _prep(self, block: np.ndarray) -> Any:
+        import torch
+
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.shape[0] != self.channels:
+            raise BadInputError(f"expected {self.channels} channels, got a block of shape {x.shape}")
+        if self.channels == 1:
+            x = np.repeat(x, 2, axis=0)
+        return torch.from_numpy(np.nan_to_num(x))
+
+    def _post(self, y: Any) -> np.ndarray:
+        out = y.numpy()
+        return out.mean(axis=1, keepdims=True) if self.channels == 1 else out
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self._post(self._stream.push(self._prep(block)))
+
+    def flush(self) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self._post(self._stream.flush())
+
+
+class LiteSeparator(Separator):
+    """The embedded model behind the :class:`Separator` interface (see module doc)."""
+
+    name = "lite"
+
+    def __init__(self, net: Any, manifest: dict[str, Any]) -> None:
+        self.net = net
+        self.manifest = manifest
+        self.stems = tuple(net.config["stems"])
+        self.sr = int(net.config["sr"])
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency of live separation in samples (window + look-ahead)."""
+        return int(self.net.latency)
+
+    def stream(self, channels: int = 2) -> LiteStreamer:
+        """A fresh :class:`LiteStreamer` for live separation at :attr:`sr`."""
+        return LiteStreamer(self, channels)
+
+    def separate(self, audio: Audio, *, progress: Progress | None = None) -> dict[str, Audio]:
+        """Split ``audio`` ``(channels, n)`` into ``{stem: Audio}`` at the input's rate and length.
+
+        Mono stays mono, stereo stays stereo, more channels are mixed down to stereo.  Processed
+        in 10 s chunks through the streaming path (bounded memory, identical to one pass).
+        """
+        if audio.n_samples == 0:
+            raise BadInputError("cannot separate empty audio (0 samples)")
+        x = audio.samples
+        if x.shape[0] > 2:
+            x = np.stack([x[0::2].mean(axis=0), x[1::2].mean(axis=0)])
+        channels = x.shape[0]
+        work = Audio(x, audio.sr)
+        if audio.sr != self.sr:
+            from ..audio import resample
+
+            work = resample(work, self.sr)
+        streamer = self.stream(channels)
+        n = work.n_samples
+        parts = []
+        report_progress(progress, "separate", 0.0)
+        for start in range(0, n, _CHUNK):
+            parts.append(streamer.push(work.samples[:, start : start + _CHUNK]))
+            report_progress(progress, "separate", min(start + _CHUNK, n) / n * 0.99)
+        parts.append(streamer.flush())
+        y = np.concatenate(parts, axis=-1)
+        out: dict[str, Audio] = {}
+        for i, stem in enumerate(self.stems):
+            a = Audio(np.ascontiguousarray(y[i]), self.sr)
+            if audio.sr != self.sr:
+                from ..audio import resample
+
+                a = resample(a, audio.sr)
+                s = a.samples[:, : audio.n_samples]
+                if s.shape[1] < audio.n_samples:
+                    s = np.pad(s, ((0, 0), (0, audio.n_samples - s.shape[1])))
+                a = Audio(s, audio.sr)
+            out[stem] = a
+        report_progress(progress, "separate", 1.0)
+        return out

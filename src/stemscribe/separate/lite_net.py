@@ -1,0 +1,243 @@
+"""The ``lite`` separation network: a causal conv-recurrent mask estimator on the STFT.
+
+PyTorch is imported at the top of this module, so import it lazily (``stemscribe.separate.lite``
+does).  The same code serves training (``training/train.py``), offline separation and live
+streaming, so block-by-block output equals offline output by construction:
+
+* STFT with a sqrt-Hann window, ``n_fft`` / ``hop`` (75 % overlap, exact overlap-add), the signal
+  left-padded with ``n_fft - hop`` zeros so frame ``t`` ends at sample ``(t + 1) * hop``;
+* per frame: compressed magnitudes of all channels -> linear encoder -> LayerNorm -> tanh;
+* a temporal convolution over ``kernel`` frames that looks ``lookahead`` frames ahead;
+* a unidirectional GRU; a decoder on ``[gru, encoder]`` -> per-bin, per-channel logits for each
+  stem, softmax across stems, so the stems sum exactly to the mixture;
+* stems = mask x mixture STFT, inverse STFT by overlap-add.
+
+Algorithmic latency: ``n_fft + lookahead * hop`` samples (58 ms at the defaults).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "sr": 44100,
+    "n_fft": 2048,
+    "hop": 512,
+    "hidden": 256,
+    "layers": 2,
+    "kernel": 3,
+    "lookahead": 1,
+    "power": 0.3,
+    "channels": 2,
+    "stems": ["drums", "bass", "other", "vocals"],
+}
+
+
+class LiteNet(nn.Module):
+    """Mask estimator.  ``forward(x)`` maps ``(batch, channels, n)`` to ``(batch, stems, channels, n)``."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        c = {**DEFAULT_CONFIG, **(config or {})}
+        self.config = c
+        self.n_fft, self.hop = int(c["n_fft"]), int(c["hop"])
+        if self.n_fft % self.hop:
+            raise ValueError("n_fft must be a multiple of hop")
+        self.n_bins = self.n_fft // 2 + 1
+        self.n_stems = len(c["stems"])
+        self.channels = int(c["channels"])
+        self.kernel, self.lookahead = int(c["kernel"]), int(c["lookahead"])
+        if not 0 <= self.lookahead < self.kernel:
+            raise ValueError("lookahead must be in [0, kernel)")
+        self.power = float(c["power"])
+        h, nf = int(c["hidden"]), self.channels * self.n_bins
+        window = torch.hann_window(self.n_fft, periodic=True).sqrt()
+        self.register_buffer("window", window, persistent=False)
+        # overlap-add of analysis x synthesis windows sums to this constant
+        self.ola_scale = float((window**2).sum()) / self.hop
+        self.in_mean = nn.Parameter(torch.zeros(nf))
+        self.in_scale = nn.Parameter(torch.ones(nf))
+        self.enc = nn.Linear(nf, h, bias=False)
+        self.enc_norm = nn.LayerNorm(h)
+        self.conv = nn.Conv1d(h, h, self.kernel)
+        self.gru = nn.GRU(h, h, int(c["layers"]), batch_first=True)
+        self.dec = nn.Linear(2 * h, h)
+        self.dec_norm = nn.LayerNorm(h)
+        self.out = nn.Linear(h, self.n_stems * nf)
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency in samples."""
+        return self.n_fft + self.lookahead * self.hop
+
+    # -- building blocks shared by offline and streaming paths ------------------------------
+    def stft(self, xp: torch.Tensor) -> torch.Tensor:
+        """``(..., L)`` padded signal -> ``(..., frames, bins)`` complex, frames at ``hop``."""
+        frames = xp.unfold(-1, self.n_fft, self.hop) * self.window
+        return torch.fft.rfft(frames, dim=-1)
+
+    def encode(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``."""
+        # (re^2 + im^2)^(p/2): complex abs() is slow on CPU
+        mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (self.power / 2)
+        b, c, t, f = mag.shape
+        feat = mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
+        feat = (feat - self.in_mean) * self.in_scale
+        return torch.tanh(self.enc_norm(self.enc(feat)))
+
+    def temporal(self, ebuf: torch.Tensor) -> torch.Tensor:
+        """Valid convolution over ``(batch, frames, hidden)`` -> ``(batch, frames - kernel + 1, hidden)``."""
+        return torch.relu(self.conv(ebuf.transpose(1, 2))).transpose(1, 2)
+
+    def masks(self, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``."""
+        z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
+        b, t, _ = z.shape
+        logits = self.out(z).view(b, t, self.n_stems, self.channels, self.n_bins)
+        return torch.softmax(logits, dim=2).permute(0, 2, 3, 1, 4)
+
+    def synth(self, y: torch.Tensor) -> torch.Tensor:
+        """``(..., frames, bins)`` complex -> overlap-added ``(..., (frames - 1) * hop + n_fft)``."""
+        frames = torch.fft.irfft(y, n=self.n_fft, dim=-1) * (self.window / self.ola_scale)
+        lead = frames.shape[:-2]
+        t = frames.shape[-2]
+        flat = frames.reshape(-1, t, self.n_fft).transpose(1, 2)
+        out = torch.nn.functional.fold(
+            flat, output_size=(1, (t - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft), stride=(1, self.hop)
+        )
+        return out.reshape(*lead, -1)
+
+    # -- offline -------------------------------------------------------------------------------
+    def n_frames(self, n: int) -> int:
+        """Mask frames needed to reconstruct ``n`` samples."""
+        return (n - 1) // self.hop + self.n_fft // self.hop
+
+    def frame(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad a ``(..., n)`` signal so that its STFT has ``n_frames(n) + lookahead`` frames."""
+        n = x.shape[-1]
+        total = (self.n_frames(n) + self.lookahead - 1) * self.hop + self.n_fft
+        return torch.nn.functional.pad(x, (self.n_fft - self.hop, total - n - (self.n_fft - self.hop)))
+
+    def separate_spec(self, spec: torch.Tensor) -> torch.Tensor:
+        """Mixture STFT ``(b, ch, T + lookahead, F)`` -> stem STFTs ``(b, stems, ch, T, F)``."""
+        t = spec.shape[2] - self.lookahead
+        e = self.encode(spec)
+        left = self.kernel - 1 - self.lookahead
+        ebuf = torch.nn.functional.pad(e, (0, 0, left, 0))
+        g, _ = self.gru(self.temporal(ebuf))
+        m = self.masks(g, e[:, :t])
+        return m * spec[:, :, :t].unsqueeze(1)
+
+    def forward_spec(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch, channels, n)`` -> (stem STFTs ``(b, stems, ch, T, F)``, mixture STFT ``(b, ch, T + lookahead, F)``)."""
+        spec = self.stft(self.frame(x))
+        return self.separate_spec(spec), spec
+
+    def pad_signal(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad a ``(..., n)`` signal the way ``forward_spec`` frames it (for target spectra)."""
+        n = x.shape[-1]
+        t = self.n_frames(n)
+        total = (t - 1) * self.hop + self.n_fft
+        return torch.nn.functional.pad(x, (self.n_fft - self.hop, total - n - (self.n_fft - self.hop)))
+
+    def istft(self, y: torch.Tensor, n: int) -> torch.Tensor:
+        """Stem spectra ``(..., T, F)`` -> signals ``(..., n)`` aligned with the input."""
+        out = self.synth(y)
+        start = self.n_fft - self.hop
+        return out[..., start : start + n]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, n)`` -> ``(batch, stems, channels, n)``."""
+        y, _ = self.forward_spec(x)
+        return self.istft(y, x.shape[-1])
+
+
+class LiteStream:
+    """Block-by-block separation with :class:`LiteNet`; output equals ``LiteNet.forward``.
+
+    ``push(block)`` takes ``(channels, m)`` float32 samples and returns the stems
+    ``(stems, channels, k)`` that are now final (``k`` may be 0); the output runs
+    ``net.latency`` samples behind the input.  ``flush()`` returns the rest, so the total output
+    length equals the total input length.  ``last_masks`` holds the masks of the most recent
+    frames ``(stems, channels, frames, bins)`` (for vocal-activity estimates).
+    """
+
+    def __init__(self, net: LiteNet) -> None:
+        self.net = net
+        n, hop = net.n_fft, net.hop
+        c = net.channels
+        h = net.conv.in_channels
+        self._inbuf = torch.zeros(c, n - hop)
+        self._ebuf = torch.zeros(1, net.kernel - 1 - net.lookahead, h)
+        self._skip = torch.zeros(1, 0, h)
+        self._spec = torch.zeros(1, c, 0, net.n_bins, dtype=torch.complex64)
+        self._hidden: torch.Tensor | None = None
+        self._tail = torch.zeros(net.n_stems, c, n - hop)
+        self._drop = n - hop
+        self._n_in = 0
+        self._n_out = 0
+        self.last_masks = torch.zeros(net.n_stems, c, 0, net.n_bins)
+
+    @torch.no_grad()
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        n, hop = net.n_fft, net.hop
+        self._n_in += block.shape[-1]
+        self._inbuf = torch.cat([self._inbuf, block.to(torch.float32)], dim=-1)
+        m = (self._inbuf.shape[-1] - n) // hop + 1 if self._inbuf.shape[-1] >= n else 0
+        empty = torch.zeros(net.n_stems, net.channels, 0)
+        if m <= 0:
+            return empty
+        spec = net.stft(self._inbuf[:, : (m - 1) * hop + n]).unsqueeze(0)
+        self._inbuf = self._inbuf[:, m * hop :]
+        e = net.encode(spec)
+        self._ebuf = torch.cat([self._ebuf, e], dim=1)
+        self._skip = torch.cat([self._skip, e], dim=1)
+        self._spec = torch.cat([self._spec, spec], dim=2)
+        k = self._ebuf.shape[1] - (net.kernel - 1)
+        if k <= 0:
+            return empty
+        conv = net.temporal(self._ebuf)
+        self._ebuf = self._ebuf[:, self._ebuf.shape[1] - (net.kernel - 1) :]
+        g, self._hidden = net.gru(conv, self._hidden)
+        masks = net.masks(g, self._skip[:, :k])[0]
+        self._skip = self._skip[:, k:]
+        y = masks * self._spec[0, :, :k].unsqueeze(0)
+        self._spec = self._spec[:, :, k:]
+        self.last_masks = masks
+        out = net.synth(y)
+        out[..., : n - hop] += self._tail
+        final, self._tail = out[..., : k * hop], out[..., k * hop :]
+        if self._drop:
+            d = min(self._drop, final.shape[-1])
+            final, self._drop = final[..., d:], self._drop - d
+        final = final[..., : max(0, self._n_in - self._n_out)]
+        self._n_out += final.shape[-1]
+        return final
+
+    @torch.no_grad()
+    def flush(self) -> torch.Tensor:
+        """Push silence until every input sample has its output; return the remaining stems."""
+        n_in = self._n_in
+        pad = self.net.latency + self.net.hop
+        out = self.push(torch.zeros(self.net.channels, pad))
+        self._n_in = n_in
+        return out[..., : max(0, n_in - (self._n_out - out.shape[-1]))]
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def sdr(ref: torch.Tensor, est: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``10 log10(|s|^2 / |s - s_hat|^2)`` over the last two axes (channels, samples)."""
+    num = (ref**2).sum(dim=(-2, -1))
+    den = ((ref - est) ** 2).sum(dim=(-2, -1))
+    return 10 * torch.log10((num + eps) / (den + eps))
+
+
+__all__ = ["DEFAULT_CONFIG", "LiteNet", "LiteStream", "count_parameters", "sdr", "math"]

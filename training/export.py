@@ -1,0 +1,68 @@
+"""Export a training checkpoint to the shipped format: ``lite.safetensors`` (float16 weights) +
+``lite.json`` (config, sha256, scores, training time, licence notes).
+
+    python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE_DIR = ROOT.parent / "src" / "stemscribe" / "data" / "models"
+
+LICENCE = (
+    "Weights trained on excerpts of MUSDB18 (research / non-commercial use only; see "
+    "https://sigsep.github.io/datasets/musdb.html). The weights inherit that restriction: "
+    "do not use them commercially. Code: same licence as stemscribe."
+)
+
+
+def export(ckpt_path: Path, out_dir: Path) -> Path:
+    """Write ``out_dir/lite.safetensors`` and ``out_dir/lite.json`` atomically; returns the weights path."""
+    import torch
+    from safetensors.torch import save_file
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()}
+    weights = out_dir / "lite.safetensors"
+    tmp = out_dir / "lite.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt", "model": "lite"})
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    manifest = {
+        "name": "lite",
+        "version": int(ckpt["step"]),
+        "file": "lite.safetensors",
+        "sha256": digest,
+        "bytes": tmp.stat().st_size,
+        "dtype": "float16",
+        "config": ckpt["config"],
+        "parameters": int(sum(v.numel() for v in tensors.values())),
+        "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3)},
+        "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
+        "licence": LICENCE,
+        "data": "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation)",
+    }
+    os.replace(tmp, weights)
+    mtmp = out_dir / "lite.json.tmp"
+    mtmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(mtmp, out_dir / "lite.json")
+    return weights
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=PACKAGE_DIR)
+    args = p.parse_args()
+    print(export(args.checkpoint, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Train the ``lite`` separator on musdb7s-train with random cross-clip remixing.
+
+Resumes automatically from ``<ckpt-dir>/last.pt``; checkpoints every ``--ckpt-every`` seconds
+(model + optimizer + step + RNG + best score); validates on the held-out clips (whole clips,
+SDR per stem) at every checkpoint, logs to ``<ckpt-dir>/valid.jsonl``; exports the best
+model to ``<ckpt-dir>/best/`` and (with ``--export-package``) to the package.
+
+    python training/cache.py            # once: decode the clips into training/cache/
+    setsid nohup nice -n 0 python training/train.py --export-package > training/checkpoints/train.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+
+def _load_lite_net():
+    """Import the network module by path: training must not need the package's other dependencies."""
+    import importlib.util
+
+    path = ROOT.parent / "src" / "stemscribe" / "separate" / "lite_net.py"
+    spec = importlib.util.spec_from_file_location("lite_net", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lite_net"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_net = _load_lite_net()
+LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
+
+import export as export_mod  # noqa: E402
+
+CACHE = ROOT / "cache" / "musdb"
+STEMS = ("drums", "bass", "other", "vocals")
+
+
+class Clips:
+    """Memory-mapped cached clips: ``stems[i]`` is ``(4, 2, n)``; ``mixture[i]`` is ``(2, n)``."""
+
+    def __init__(self, split: str, cache: Path = CACHE) -> None:
+        index = json.loads((cache / "index.json").read_text())
+        self.names, self.arrays = [], []
+        for clip in index["clips"]:
+            if clip["split"] == split:
+                self.names.append(clip["name"])
+                self.arrays.append(np.load(cache / clip["file"], mmap_mode="r"))
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+
+def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+    """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
+    polarity, varispeed; sometimes all stems from one clip (coherent real mixes)."""
+    out = np.zeros((batch, 4, 2, length), np.float32)
+    for b in range(batch):
+        coherent = rng.random() < 0.25
+        base = int(rng.integers(len(clips)))
+        for s in range(4):
+            clip = clips.arrays[base if coherent else int(rng.integers(len(clips)))]
+            speed = 1.0 if coherent or rng.random() < 0.5 else float(rng.uniform(0.88, 1.12))
+            need = int(math.ceil(length * speed)) + 2
+            n = clip.shape[-1]
+            if n <= need:
+                seg = np.asarray(clip[s + 1], np.float32)
+                seg = np.pad(seg, ((0, 0), (0, need - n + 1)))
+            else:
+                start = int(rng.integers(n - need))
+                seg = np.asarray(clip[s + 1, :, start : start + need], np.float32)
+            if speed != 1.0:
+                pos = np.arange(length) * speed
+                i0 = pos.astype(np.int64)
+                frac = (pos - i0).astype(np.float32)
+                seg = seg[:, i0] * (1 - frac) + seg[:, i0 + 1] * frac
+            else:
+                seg = seg[:, :length]
+            gain = 10 ** (rng.uniform(-9, 3) / 20)
+            if rng.random() < 0.5:
+                gain = -gain
+            if rng.random() < 0.5:
+                seg = seg[::-1]
+            if rng.random() < 0.05:
+                gain = 0.0
+            out[b, s] = seg * gain
+    return out
+
+
+class RemixStream(torch.utils.data.IterableDataset):
+    """Endless random batches for a DataLoader; each worker draws from its own seed."""
+
+    def __init__(self, clips: Clips, seed: int, batch: int, length: int) -> None:
+        self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0, int(time.time())])
+        while True:
+            yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length))
+
+
+def save_split(ckpt: dict, out: Path) -> None:
+    """Write a checkpoint as three files of < 16 MiB each (model, Adam first and second moments)."""
+    out.mkdir(parents=True, exist_ok=True)
+    opt = ckpt["optimizer"]
+    first = {k: {"exp_avg": v["exp_avg"], "step": v["step"]} for k, v in opt["state"].items()}
+    second = {k: {"exp_avg_sq": v["exp_avg_sq"]} for k, v in opt["state"].items()}
+    torch.save({k: v for k, v in ckpt.items() if k != "optimizer"} | {"param_groups": opt["param_groups"]}, out / "net.pt")
+    torch.save(first, out / "adam1.pt")
+    torch.save(second, out / "adam2.pt")
+
+
+def load_split(src: Path) -> dict:
+    """Inverse of :func:`save_split`."""
+    ckpt = torch.load(src / "net.pt", map_location="cpu", weights_only=False)
+    first = torch.load(src / "adam1.pt", map_location="cpu", weights_only=False)
+    second = torch.load(src / "adam2.pt", map_location="cpu", weights_only=False)
+    state = {k: {**first[k], **second[k]} for k in first}
+    ckpt["optimizer"] = {"state": state, "param_groups": ckpt.pop("param_groups")}
+    return ckpt
+
+
+def loss_fn(net: LiteNet, stems: torch.Tensor) -> torch.Tensor:
+    """L1 on complex stem STFTs + L1 on their magnitudes, relative to the mixture's level.
+
+    ``stems``: ``(batch, 4, channels, n)``.  The mixture STFT is the sum of the stem STFTs (linearity),
+    so only the stems are transformed."""
+    spec = net.stft(net.frame(stems))
+    mix = spec.sum(1)
+    y = net.separate_spec(mix)
+    target = spec[:, :, :, : y.shape[3]]
+    scale = stems.sum(1).abs().mean(dim=(-2, -1)).clamp_min(1e-4).view(-1, 1, 1, 1, 1)
+    yr, tr = torch.view_as_real(y), torch.view_as_real(target)
+    diff = (yr - tr).abs().sum(-1)
+    mag = ((yr.square().sum(-1) + 1e-10).sqrt() - (tr.square().sum(-1) + 1e-10).sqrt()).abs()
+    return ((diff + mag) / scale).mean() / 20
+
+
+@torch.no_grad()
+def validate(net: LiteNet, clips: Clips) -> dict[str, float]:
+    """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
+    net.eval()
+    scores = {s: [] for s in STEMS}
+    for arr in clips.arrays:
+        a = torch.from_numpy(np.array(arr, np.float32)).to(next(net.parameters()).device)
+        est = net(a[0][None])[0]
+        for i, s in enumerate(STEMS):
+            scores[s].append(float(sdr(a[i + 1], est[i])))
+    net.train()
+    res = {s: float(np.mean(v)) for s, v in scores.items()}
+    res["avg"] = float(np.mean([res[s] for s in STEMS]))
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="train the lite separator")
+    p.add_argument("--ckpt-dir", type=Path, default=ROOT / "checkpoints")
+    p.add_argument("--cache", type=Path, default=CACHE)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--lookahead", type=int, default=1)
+    p.add_argument("--ckpt-every", type=float, default=300.0, help="seconds between checkpoints")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: never)")
+    p.add_argument("--export-package", action="store_true", help="also export the best model into the package")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loader processes (0: in the training process)")
+    p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
+    p.add_argument("--init-split", type=Path, help="start from a split checkpoint when there is no last.pt")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    args.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    train, valid = Clips("train", args.cache), Clips("valid", args.cache)
+    config = {"hidden": args.hidden, "lookahead": args.lookahead}
+    last = args.ckpt_dir / "last.pt"
+    state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    if state is None and args.init_split:
+        state = load_split(args.init_split)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if state is not None:
+        config = state["config"]
+    net = LiteNet(config).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-5)
+    step, seconds, best = 0, 0.0, -1e9
+    rng = np.random.default_rng(args.seed)
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, seconds, best = state["step"], state["seconds"], state["best"]
+        rng = np.random.default_rng([args.seed, step])
+        print(f"resumed from {last} at step {step} ({seconds / 3600:.2f} h trained, best avg {best:.2f} dB)", flush=True)
+    for group in opt.param_groups:
+        group["lr"] = args.lr
+    print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips", flush=True)
+    length = int(args.seconds * net.config["sr"])
+    t_start = time.time()
+    t_ckpt = time.time()
+    run_loss = 0.0
+    n_loss = 0
+    batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length), batch_size=None,
+                                               num_workers=args.workers, prefetch_factor=4 if args.workers else None))
+    while True:
+        t0 = time.time()
+        batch = next(batches).to(device, non_blocking=True)
+        loss = loss_fn(net, batch)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        step += 1
+        seconds += time.time() - t0
+        run_loss += float(loss.detach())
+        n_loss += 1
+        if step % 20 == 0:
+            print(f"step {step} loss {run_loss / n_loss:.4f} ({(time.time() - t0):.2f} s/it)", flush=True)
+            run_loss, n_loss = 0.0, 0
+        done = args.max_minutes and time.time() - t_start > args.max_minutes * 60
+        if time.time() - t_ckpt > args.ckpt_every or done:
+            scores = validate(net, valid)
+            scores.update({"step": step, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            with open(args.ckpt_dir / "valid.jsonl", "a") as f:
+                f.write(json.dumps(scores) + "\n")
+            print("valid", json.dumps(scores), flush=True)
+            improved = scores["avg"] > best
+            if improved:
+                best = scores["avg"]
+            sd = {k: v.cpu() for k, v in net.state_dict().items()}
+            ckpt = {"config": net.config, "model": sd, "optimizer": opt.state_dict(), "step": step,
+                    "seconds": seconds, "best": best, "scores": scores}
+            tmp = last.with_suffix(".tmp")
+            torch.save(ckpt, tmp)
+            os.replace(tmp, last)
+            if args.split_out:
+                save_split(ckpt, args.split_out)
+            if improved:
+                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores},
+                           args.ckpt_dir / "best.tmp")
+                os.replace(args.ckpt_dir / "best.tmp", args.ckpt_dir / "best.pt")
+                export_mod.export(args.ckpt_dir / "best.pt", args.ckpt_dir / "best")
+                if args.export_package:
+                    export_mod.export(args.ckpt_dir / "best.pt", export_mod.PACKAGE_DIR)
+            t_ckpt = time.time()
+        if done:
+            break
+
+
+if __name__ == "__main__":
+    main()
