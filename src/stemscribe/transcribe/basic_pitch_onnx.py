@@ -143,10 +143,21 @@ def frame_times(n_frames: int) -> np.ndarray:
     return (window * WINDOW_HOP + local * FFT_HOP) / SAMPLE_RATE
 
 
+def n_output_frames(n_samples: int) -> int:
+    """Number of output frames for ``n_samples`` of 22050 Hz audio (as basic-pitch trims)."""
+    return int(np.floor(n_samples * (FRAMES_PER_SECOND / SAMPLE_RATE)))
+
+
+def n_windows(n_samples: int) -> int:
+    """Number of model windows for ``n_samples`` of 22050 Hz audio."""
+    return len(range(0, n_samples + OVERLAP_SAMPLES // 2, WINDOW_HOP))
+
+
 def run_model(
     y: np.ndarray,
     *,
     skip_silent: bool = True,
+    active: np.ndarray | None = None,
     progress: Progress | None = None,
     stage: str = "transcribe",
     **progress_extra: Any,
@@ -154,10 +165,12 @@ def run_model(
     """Run the model on mono 22050 Hz audio ``y`` ``(n,)`` and unwrap the windows.
 
     With ``skip_silent`` windows whose peak is below -70 dBFS are not computed (their frames are 0);
-    with ``skip_silent=False`` the output equals ``basic_pitch.inference.run_inference``'s.
+    ``active`` ``(n_windows(len(y)),)`` bool marks further windows to skip (False); with
+    ``skip_silent=False`` and no ``active`` the output equals ``basic_pitch.inference.run_inference``'s.
+    Window ``w`` yields output frames ``[142 w, 142 (w + 1))``.
     """
     y = np.asarray(y, dtype=np.float32).reshape(-1)
-    n_out = int(np.floor(y.size * (FRAMES_PER_SECOND / SAMPLE_RATE)))
+    n_out = n_output_frames(y.size)
     padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), y])
     starts = list(range(0, padded.size, WINDOW_HOP))
     note = np.zeros((len(starts) * KEPT_FRAMES, N_NOTE_BINS), np.float32)
@@ -167,6 +180,8 @@ def run_model(
     half = OVERLAP_FRAMES // 2
     for w, start in enumerate(starts):
         chunk = padded[start : start + WINDOW_SAMPLES]
+        if active is not None and not active[w]:
+            continue
         if skip_silent and (chunk.size == 0 or float(np.max(np.abs(chunk))) < SILENCE_PEAK):
             continue
         window = np.zeros((1, WINDOW_SAMPLES, 1), np.float32)

@@ -153,17 +153,26 @@ def _transcribe_prepared(
     if y.size < bp.FFT_HOP or float(np.max(np.abs(y))) < bp.SILENCE_PEAK:
         report_progress(progress, "transcribe", 1.0, stem=stem)
         return track
-    pg = bp.run_model(y, progress=_scaled(progress, 0.0, 0.8), stem=stem)
+    times = bp.frame_times(bp.n_output_frames(y.size))
 
     def features(name: str | None, signal: np.ndarray) -> SpectralFeatures:
         if name is None:
-            return SpectralFeatures.compute(signal, pg.times)
-        ck = (name, pg.n_frames)
+            return SpectralFeatures.compute(signal, times)
+        ck = (name, times.size)
         if ck not in cache:
-            cache[ck] = SpectralFeatures.compute(signal, pg.times)
+            cache[ck] = SpectralFeatures.compute(signal, times)
         return cache[ck]
 
     feats = features(key, y)
+    # windows where the stem stays below the quiet floor cannot yield a note that drop_quiet keeps
+    floor = _quiet_floor(feats, settings) - 6.0
+    active = np.array(
+        [
+            feats.rms_db[max(w * bp.KEPT_FRAMES - 15, 0) : (w + 1) * bp.KEPT_FRAMES + 15].max(initial=-200.0) >= floor
+            for w in range(bp.n_windows(y.size))
+        ]
+    )
+    pg = bp.run_model(y, active=active, progress=_scaled(progress, 0.0, 0.8), stem=stem)
     if stem in MONO_RANGES:
         notes = decode_mono(pg, feats, MONO_RANGES[stem], settings)
     else:
@@ -307,7 +316,22 @@ def decode_mono(
     notes = _refine_starts(notes, onset, attacks)
     notes = [(a, b, p + lo + bp.MIDI_OFFSET) for a, b, p in notes]
     notes = _fix_octaves_mono(notes, pg, feats, pitch_range)
-    return [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
+    notes = [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
+    return _drop_outlier_blips(notes)
+
+
+def _drop_outlier_blips(notes: list[RawNote], *, short: int = 13, leap: int = 10, near: int = 43) -> list[RawNote]:
+    """Drop short notes (``< short`` frames, ~150 ms) that leap ``>= leap`` semitones away from both
+    neighbours (each within ``near`` frames, ~0.5 s): in a sung or bass line these are consonants,
+    breaths or harmonics, not melody. Notes at the edge of a phrase are kept."""
+    out = []
+    for i, (a, b, p) in enumerate(notes):
+        if b - a < short and 0 < i < len(notes) - 1:
+            prev, nxt = notes[i - 1], notes[i + 1]
+            if a - prev[1] <= near and nxt[0] - b <= near and abs(p - prev[2]) >= leap and abs(p - nxt[2]) >= leap:
+                continue
+        out.append((a, b, p))
+    return out
 
 
 def _refine_starts(notes: list[RawNote], onset: np.ndarray, attacks: np.ndarray) -> list[RawNote]:
@@ -573,12 +597,17 @@ def _drop_octave_ghosts(notes: list[RawNote], pg: bp.Posteriorgrams) -> list[Raw
 # Filters and note building.
 
 
+def _quiet_floor(feats: SpectralFeatures, s: DecodeSettings) -> float:
+    """Level (dBFS) under which a note counts as silence: absolute, or far below the stem's loud level."""
+    loud = float(np.percentile(feats.rms_db, 95)) if feats.rms_db.size else -120.0
+    return max(s.silence_db, loud - s.relative_silence_db)
+
+
 def drop_quiet(notes: list[RawNote], feats: SpectralFeatures, s: DecodeSettings = DEFAULT_SETTINGS) -> list[RawNote]:
     """Drop notes in near-silent parts of the stem (absolute and relative to its loud level)."""
     if not notes:
         return notes
-    loud = float(np.percentile(feats.rms_db, 95))
-    floor = max(s.silence_db, loud - s.relative_silence_db)
+    floor = _quiet_floor(feats, s)
     out = []
     for a, b, p in notes:
         level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
