@@ -318,9 +318,9 @@ def _lite_info() -> ModelInfo:
         from .separate import lite  # noqa: F401  (written by another part of the team)
 
         raw = dict(lite.lite_info())
-        error = None
-    except ImportError as exc:
-        raw, error = {}, f"lite model not available in this build ({exc.name or exc} missing)"
+        error = raw.get("error")
+    except ImportError:
+        raw, error = {}, "lite model not available in this build (stemscribe.separate.lite is missing)"
     except Exception as exc:  # a broken manifest must not break `stemscribe models`
         raw, error = {}, f"lite model manifest unreadable ({exc})"
     files_raw = raw.get("files") or ([raw["weights"]] if raw.get("weights") else [])

@@ -31,6 +31,10 @@ def _home(path) -> str:
     return "~" + text[len(home):] if home != "/" and text.startswith(home + "/") else text
 
 
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
 def _stems(info) -> str:
     extra = [s for s in info.native_stems if s not in info.stems]
     text = ",".join(info.stems)
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for i in infos:
         where = _home(i.location) if i.location else "not found (see below)"
         rows.append((i.name, _stems(i), "yes" if i.available_offline else "no", _size(i.size_bytes),
-                     i.licence.split(" (")[0], where))
+                     _short(i.licence.split(" (")[0]), where))
     widths = [max(len(r[k]) for r in rows + [header]) for k in range(len(header))]
     for r in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
