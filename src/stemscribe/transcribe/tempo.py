@@ -4,7 +4,7 @@ The onset envelope is a log-mel spectral flux; the global tempo comes from its a
 with a log-normal prior around 110 BPM (so 4/4 pop at 60..180 BPM lands in the right octave),
 refined to a tenth of a BPM with a comb filter, and beats from dynamic programming
 (:func:`librosa.beat.beat_track`) locked to that tempo.  Downbeats are the beat phase (in groups
-of four) with the strongest low-band onsets.
+of four) with the strongest onsets (broadband plus low band, where kicks land).
 """
 
 from __future__ import annotations
@@ -100,18 +100,23 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     _, beat_frames = librosa.beat.beat_track(
         onset_envelope=env, sr=_SR, hop_length=_HOP, bpm=tempo, tightness=400, trim=False, units="frames"
     )
-    beats = librosa.frames_to_time(np.asarray(beat_frames), sr=_SR, hop_length=_HOP)
-    downbeats = _downbeats(beats, beat_frames, low)
+    # Drop beats extrapolated past the music's last onset.
+    last = int(np.flatnonzero(env > 0.1 * env.max())[-1])
+    beat_frames = np.asarray(beat_frames)
+    beat_frames = beat_frames[beat_frames <= last + 0.5 * 60.0 * fps / tempo]
+    beats = librosa.frames_to_time(beat_frames, sr=_SR, hop_length=_HOP)
+    accent = low / (low.max() + 1e-12) + env / (env.max() + 1e-12)
+    downbeats = _downbeats(beats, beat_frames, accent)
     report_progress(progress, "tempo", 1.0)
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
 
 
-def _downbeats(beats: np.ndarray, frames: np.ndarray, low: np.ndarray, per_bar: int = 4) -> np.ndarray:
-    """Pick the beat phase (mod ``per_bar``) with the strongest low-band onsets."""
+def _downbeats(beats: np.ndarray, frames: np.ndarray, accent: np.ndarray, per_bar: int = 4) -> np.ndarray:
+    """Pick the beat phase (mod ``per_bar``) with the strongest onsets in ``accent`` ``(T,)``."""
     if len(beats) < per_bar:
         return np.zeros(0)
-    frames = np.clip(np.asarray(frames, dtype=int), 0, low.size - 1)
-    strength = np.array([low[np.clip(f - 2, 0, None) : f + 3].max() for f in frames])
+    frames = np.clip(np.asarray(frames, dtype=int), 0, accent.size - 1)
+    strength = np.array([accent[max(f - 2, 0) : f + 3].max() for f in frames])
     phase_scores = [strength[p::per_bar].mean() for p in range(per_bar)]
     phase = int(np.argmax(phase_scores))
     return np.asarray(beats[phase::per_bar], dtype=float)

@@ -1,0 +1,112 @@
+"""Tempo, beats and key on signals made here, and on the devset where present."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.transcribe.key import estimate_key
+from stemscribe.transcribe.tempo import DEFAULT_TEMPO, estimate_beats
+from stemscribe.types import Audio, BeatGrid
+
+DEVSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "devset"
+
+
+def _click_track(bpm: float, sr: int, seconds: float = 12.0, offset: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Short noise clicks on every beat, louder on the first of each bar, over a little noise."""
+    rng = np.random.default_rng(seed)
+    x = 0.002 * rng.standard_normal(int(seconds * sr))
+    click = rng.standard_normal(int(0.01 * sr)) * np.exp(-np.arange(int(0.01 * sr)) / (0.002 * sr))
+    period = 60.0 / bpm
+    for i, t in enumerate(np.arange(offset, seconds - 0.05, period)):
+        j = int(round(t * sr))
+        x[j : j + click.size] += click[: x.size - j] * (1.0 if i % 4 == 0 else 0.5)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("bpm", [72.0, 100.0, 128.0, 140.0])
+def test_click_track_tempo_and_beats(bpm: float) -> None:
+    grid = estimate_beats(Audio(_click_track(bpm, 22050), 22050))
+    assert abs(grid.tempo - bpm) <= 2.0, grid.tempo
+    period = 60.0 / bpm
+    beats = np.asarray(grid.beats)
+    assert len(beats) >= int(11 / period) - 1
+    beats = beats[beats < 11.5]  # beat tracking may extrapolate a beat or two into the tail
+    # Every detected beat sits on a click (within 35 ms: 11.6 ms frames).
+    phase = (beats - 0.2 + period / 2) % period - period / 2
+    assert np.all(np.abs(phase) < 0.035), phase
+
+
+def test_downbeats_are_every_fourth_beat() -> None:
+    grid = estimate_beats(Audio(_click_track(120.0, 44100), 44100))
+    assert len(grid.downbeats) >= 4
+    idx = np.searchsorted(grid.beats, grid.downbeats)
+    assert np.allclose(grid.beats[idx], grid.downbeats)
+    assert np.all(np.diff(idx) == 4)
+
+
+@pytest.mark.parametrize("sr,channels", [(8000, 1), (48000, 2), (32000, 5)])
+def test_odd_sample_rates_and_channels(sr: int, channels: int) -> None:
+    x = _click_track(96.0, sr, seconds=10.0)
+    grid = estimate_beats(Audio(np.stack([x] * channels), sr))
+    assert abs(grid.tempo - 96.0) <= 2.0
+
+
+def test_silence_gives_default_grid() -> None:
+    for samples in (np.zeros((2, 44100 * 3), np.float32), np.zeros((1, 10), np.float32), np.zeros((1, 0), np.float32)):
+        grid = estimate_beats(Audio(samples, 44100))
+        assert isinstance(grid, BeatGrid)
+        assert grid.tempo == DEFAULT_TEMPO and len(grid.beats) == 0 and len(grid.downbeats) == 0
+
+
+def test_progress_reported() -> None:
+    events: list[dict] = []
+    estimate_beats(Audio(_click_track(110.0, 22050, seconds=4.0), 22050), progress=events.append)
+    assert events[0]["fraction"] == 0.0 and events[-1]["fraction"] == 1.0
+    assert all(e["stage"] == "tempo" for e in events)
+
+
+def _chord_song(tonic: int, minor: bool, sr: int = 22050, seed: int = 0) -> np.ndarray:
+    """i-VI-III-VII (minor) or I-V-vi-IV (major) triads with a bass root, two seconds per chord."""
+    rng = np.random.default_rng(seed)
+    if minor:
+        chords = [(0, [0, 3, 7]), (8, [0, 4, 7]), (3, [0, 4, 7]), (10, [0, 4, 7])]
+    else:
+        chords = [(0, [0, 4, 7]), (7, [0, 4, 7]), (9, [0, 3, 7]), (5, [0, 4, 7])]
+    t = np.arange(2 * sr) / sr
+    out = []
+    for _ in range(2):
+        for root, triad in chords:
+            seg = np.zeros_like(t)
+            midi_root = 48 + (tonic + root) % 12
+            for iv in triad:
+                f = 440.0 * 2 ** ((midi_root + iv - 69) / 12)
+                seg += np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3))
+            fb = 440.0 * 2 ** ((midi_root - 12 - 69) / 12)
+            seg += 1.5 * np.sin(2 * np.pi * fb * t)
+            out.append(seg * np.exp(-t / 1.5))
+    x = np.concatenate(out)
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("tonic,minor,name", [(11, True, "B minor"), (2, False, "D major"), (6, False, "F# major")])
+def test_key_of_chord_progressions(tonic: int, minor: bool, name: str) -> None:
+    assert estimate_key(Audio(_chord_song(tonic, minor), 22050)) == name
+
+
+def test_key_of_silence() -> None:
+    assert estimate_key(Audio(np.zeros((2, 44100), np.float32), 44100)) == "C major"
+
+
+@pytest.mark.skipif(not DEVSET.is_dir(), reason="devset not present")
+def test_devset_tempo_within_2_bpm() -> None:
+    import soundfile as sf
+
+    for song in sorted(DEVSET.glob("dev*")):
+        meta = json.loads((song / "meta.json").read_text())
+        y, sr = sf.read(song / "mixture.flac", dtype="float32", always_2d=True)
+        grid = estimate_beats(Audio(y.T, sr))
+        assert abs(grid.tempo - meta["tempo"]) <= 2.0, (song.name, grid.tempo, meta["tempo"])
