@@ -70,7 +70,8 @@ def split_notes(track, t_split: float, t_end: float):
     return first, NoteTrack(track.name, last, track.program, track.is_drum)
 
 
-def run_case(name: str, audio, track, stem: str, t_split: float, references: dict, modes=("gt", "tr")) -> list[dict]:
+def run_case(name: str, audio, track, stem: str, t_split: float, references: dict, modes=("gt", "tr"),
+             extra: dict | None = None) -> list[dict]:
     """Capture from ``audio[:t_split]``, render the notes after it, compare with each reference."""
     from stemscribe.capture import capture_instrument
     from stemscribe.errors import StemscribeError
@@ -103,7 +104,7 @@ def run_case(name: str, audio, track, stem: str, t_split: float, references: dic
                 "kept_takes": cap.stats["kept_takes"], "clean_takes": cap.stats["clean_takes"], "chord_takes": cap.stats["chord_takes"],
                 "notes_found": cap.stats["notes_found"], "looped": cap.stats["looped_takes"],
                 "layers": len(cap.stats["velocity_layers"]), "render_notes": len(last_track.notes),
-                "capture_s": round(t_cap, 1),
+                "capture_s": round(t_cap, 1), **(extra or {}),
             })
     return rows
 
@@ -124,7 +125,9 @@ def devset_case(song: str, stem: str, separated: bool = False) -> list[dict]:
     mix = load(d / "mixture.flac", sr=SR)
     stems = get_separator("lite").separate(mix)
     sep = stems[stem]
-    return run_case(f"{song}-sep-{stem}", sep, track, stem, t_split, {"separated": sep.mono(), "true": true.mono()})
+    n = int(t_split * SR)
+    floor = {"separated_vs_true_db": round(distance(true.mono()[n:], sep.mono()[n:]), 2)}
+    return run_case(f"{song}-sep-{stem}", sep, track, stem, t_split, {"separated": sep.mono(), "true": true.mono()}, extra=floor)
 
 
 def pop909_case(song: str = "001", t0: float = 0.0, t1: float = 120.0) -> list[dict]:

@@ -301,7 +301,7 @@ def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | No
     combs; whatever lies between partials (noise, attack transients) is left out. Thinner than a clean
     take — used only for pitches that have no clean take.
     """
-    import librosa
+    from scipy.signal import istft, stft
 
     x = audio.mono().astype(np.float32)
     sr = audio.sr
@@ -323,8 +323,8 @@ def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | No
         if w1 - w0 < 0.2:
             continue
         a, b = int(w0 * sr), int(w1 * sr)
-        X = librosa.stft(x[a:b], n_fft=n_fft, hop_length=hop, center=True)
-        times = w0 + np.arange(X.shape[1]) * hop / sr
+        _, times, X = stft(x[a:b], fs=sr, window="hann", nperseg=n_fft, noverlap=n_fft - hop, boundary="zeros")
+        times = w0 + times
         sounding = [m for m in all_notes if m.start < w1 and m.end + 0.3 > w0]
         total = np.full(X.shape, 0.05, dtype=np.float32)  # the floor leaves non-harmonic energy out
         mine = np.zeros(X.shape, dtype=np.float32)
@@ -337,7 +337,8 @@ def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | No
                 active = (times >= m.start - 0.03).astype(np.float32)
                 mine += combs[m.pitch][:, None] * active[None, :]
             total += combs[m.pitch][:, None] * active[None, :]
-        y = librosa.istft(X * (mine / total), hop_length=hop, n_fft=n_fft, length=b - a)
+        _, y = istft(X * (mine / total), fs=sr, window="hann", nperseg=n_fft, noverlap=n_fft - hop, boundary=True)
+        y = np.pad(y, (0, max(b - a - len(y), 0)))[: b - a]
         take = _cut(y, sr, n, n.start, n.end, w1, noise_db, None, offset=a)
         if take is not None:
             take.score_penalty = 0.5

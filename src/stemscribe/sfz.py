@@ -185,27 +185,31 @@ def render_voice(region: Region, voice: Voice, sr: int, *, max_release: float = 
 def render_voices(
     pairs: Iterable[tuple[Region, Voice]], sr: int, *, n_samples: int | None = None
 ) -> np.ndarray:
-    """Mix voices into a stereo buffer ``(2, n)`` float32 (equal-power pan)."""
-    rendered = []
-    end = 0
+    """Mix voices into a stereo buffer ``(2, n)`` float32 (equal-power pan).
+
+    Voices are mixed as they are rendered, so memory stays at the size of the output.
+    """
+    pairs = list(pairs)
+    if n_samples is None:
+        ends = [v.end + min(max(r.release, 0.002), 10.0) for r, v in pairs]
+        cap = int(math.ceil((max(ends) if ends else 0.0) * sr)) + 2
+    else:
+        cap = n_samples
+    out = np.zeros((2, max(cap, 0)), dtype=np.float32)
+    last = 0
     for region, voice in pairs:
-        y = render_voice(region, voice, sr)
+        start = max(int(round(voice.start * sr)), 0)
+        if start >= cap:
+            continue
+        y = render_voice(region, voice, sr)[: cap - start]
         if not len(y):
             continue
-        start = max(int(round(voice.start * sr)), 0)
         pan = float(np.clip(region.pan + voice.pan, -1.0, 1.0))
-        rendered.append((start, y, pan))
-        end = max(end, start + len(y))
-    n = end if n_samples is None else n_samples
-    out = np.zeros((2, max(n, 0)), dtype=np.float32)
-    for start, y, pan in rendered:
-        if start >= n:
-            continue
-        y = y[: n - start]
         theta = (pan + 1.0) * math.pi / 4.0
         out[0, start : start + len(y)] += y * math.cos(theta)
         out[1, start : start + len(y)] += y * math.sin(theta)
-    return out
+        last = max(last, start + len(y))
+    return out if n_samples is not None else out[:, :last]
 
 
 # --------------------------------------------------------------------------------------------- SFZ
