@@ -240,6 +240,26 @@ def test_checksum_mismatch_is_model_unavailable(tmp_path, tiny_repo):
         get_separator("htdemucs", model_dir=folder)
 
 
+def test_bare_official_file_is_checked_against_the_published_checksum(tmp_path, tiny_repo):
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    # a real-looking htdemucs file without the hash in its name: the published prefix (8726e21a) applies
+    (folder / "955717e8.th").write_bytes(next(tiny_repo.glob("*.th")).read_bytes())
+    with pytest.raises(ModelUnavailableError, match="checksum"):
+        get_separator("htdemucs", model_dir=folder)
+
+
+def test_cancel_from_progress_callback_stops_separation(tiny_repo, rng):
+    from stemscribe.errors import Cancelled
+
+    def cancel(event):
+        if event["fraction"] > 0:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        get_separator("htdemucs", model_dir=tiny_repo).separate(_signal(rng, 2, 1.0, 44100), progress=cancel)
+
+
 def test_missing_weights_say_what_to_do(tmp_path):
     with pytest.raises(ModelUnavailableError) as e:
         get_separator("htdemucs", model_dir=tmp_path / "empty")

@@ -49,8 +49,25 @@ def _corrupt(name: str, path: Path, why: str) -> ModelUnavailableError:
         f"fetch it again: {how_to_get(name)}")
 
 
+def _official_checksums() -> dict[str, str]:
+    """sig -> sha256 prefix published in demucs' ``remote/files.txt``."""
+    from ..models import _remote_files
+
+    out = {}
+    for sig, url in _remote_files().items():
+        stem = url.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        if "-" in stem:
+            out[sig] = stem.split("-", 1)[1]
+    return out
+
+
 def _load_one(name: str, path: Path) -> Any:
-    """Load one demucs sub-model from ``path`` (.th package or .safetensors), verifying checksums."""
+    """Load one demucs sub-model from ``path`` (.th package or .safetensors), verifying checksums.
+
+    A ``<sig>-<prefix>.th`` file is checked against the prefix in its name (demucs' rule); a bare
+    ``<sig>.th`` of an official model against the prefix demucs publishes for it; a HuggingFace
+    cache blob against the sha256 it is named by.
+    """
     import warnings
 
     from demucs.repo import ModelLoadingError, check_checksum
@@ -68,6 +85,8 @@ def _load_one(name: str, path: Path) -> Any:
             return load_safetensors_model(path)
         if "-" in path.stem:
             check_checksum(path, path.stem.rsplit("-", 1)[1])
+        elif path.stem in _official_checksums():
+            check_checksum(path, _official_checksums()[path.stem])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return load_model(path)
