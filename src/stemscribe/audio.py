@@ -221,7 +221,15 @@ def _load_av(p: Path, strict: bool, stream: int) -> tuple[np.ndarray, int]:
             error = getattr(exc, "strerror", None) or str(exc)
         declared = _declared_duration(container, st)
         channels = st.codec_context.channels or (blocks[0].shape[0] if blocks else 1)
+        is_mp4 = container.format.name.startswith("mov")
     got = sum(b.shape[1] for b in blocks)
+    if is_mp4 and declared and sr and error is None:
+        # FFmpeg drops AAC's priming samples but not the encoder's end padding; the mp4 header's
+        # duration is exact, so trim the last (partial) codec frame back to it.
+        excess = got - int(round(declared * sr))
+        if 0 < excess <= 4096:
+            blocks[-1] = blocks[-1][:, :max(0, blocks[-1].shape[1] - excess)]
+            got -= excess
     if error is not None and (strict or not got):
         if not got:
             raise _not_audio(p, error) if not sr else _truncated(p, 0.0, declared, error)
