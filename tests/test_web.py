@@ -526,13 +526,6 @@ def test_real_split_of_a_devset_song(tmp_path: Path) -> None:
     """One real run of the pipeline behind the API (the lite model keeps it short)."""
     import mido
 
-    from stemscribe.errors import StemscribeError
-    from stemscribe.separate import get_separator
-
-    try:
-        get_separator("lite")  # loaded once; the worker reuses it from the cache
-    except StemscribeError as exc:
-        pytest.skip(f"the lite separation model cannot be loaded: {exc}")
 
     with make_client(tmp_path / "data", split=None) as client:
         r = upload(client, DEVSONG.read_bytes(), name="dev00.flac", model="lite", stems="bass,drums")

@@ -4,9 +4,8 @@ Upload a devset song through the page, wait for the job, open its results, check
 piano rolls are there and drawn, play, download a MIDI file and parse it. A text file named .mp3 is
 refused with a message in the page. Skips when Chromium, Playwright or the devset are missing.
 
-The song goes through the real pipeline when a separation model can be loaded offline; otherwise
-(only while no model is installed) through the API tests' fake split, and the test says so.
-Set ``STEMSCRIBE_UPDATE_SCREENSHOT=1`` to refresh docs/screenshots/results.png.
+The song goes through the real pipeline with the embedded ``lite`` model, picked in the page's
+Options. Set ``STEMSCRIBE_UPDATE_SCREENSHOT=1`` to refresh docs/screenshots/results.png.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -35,36 +33,13 @@ pytestmark = [
 ]
 
 
-def _real_split_available() -> str | None:
-    """Load the default separation model (cached for the server's worker); None if impossible."""
-    from stemscribe.errors import StemscribeError
-    from stemscribe.separate import get_separator, resolve_model
-
-    try:
-        name, _ = resolve_model(None)
-        get_separator(name)
-    except StemscribeError:
-        return None
-    return name
-
-
 @pytest.fixture
 def server(tmp_path: Path):
     import uvicorn
 
     from stemscribe.web.server import Settings, create_app
 
-    model = _real_split_available()
-    split = None
-    if model is None:
-        from test_web import fake_split
-
-        warnings.warn("no separation model can be loaded offline: the browser test uses the fake split")
-
-        def split(source, **kw):  # noqa: F811 - the fake, 12 s long like the devset song
-            return fake_split(source, seconds=12.0, **kw)
-
-    app = create_app(Settings(data_dir=tmp_path / "data", split=split))
+    app = create_app(Settings(data_dir=tmp_path / "data"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -100,10 +75,13 @@ def test_upload_listen_see_notes_download(server: str, tmp_path: Path) -> None:
             message = page.wait_for_selector(".message.error", timeout=10_000)
             assert "notes.mp3" in message.inner_text() and "not an audio file" in message.inner_text()
 
-            # The devset song: upload, live progress, done.
+            # The devset song with the lite model: upload, live progress, done.
+            page.select_option("select[name=model]", "lite")
             page.set_input_files("input[type=file]", str(DEVSONG))
+            page.wait_for_selector("li.job[data-status=running] .progress", timeout=60_000)
             page.wait_for_selector("li.job[data-status=done]", timeout=600_000)
             assert page.locator("li.job").count() == 1
+            assert "lite" in page.inner_text("li.job .job-meta")
             page.click("li.job[data-status=done] a.btn.primary")
 
             page.wait_for_selector(".results[data-ready=true]", timeout=60_000)

@@ -192,6 +192,13 @@ export class Timeline {
     if (lane.peaks) {
       const { peaks, perSecond } = lane.peaks;
       const n = peaks.length / 2;
+      // Scale each stem to its own loudest peak (at most 8x) so quiet stems stay readable.
+      if (lane.peaks.gain === undefined) {
+        let top = 0;
+        for (let i = 0; i < peaks.length; i++) top = Math.max(top, Math.abs(peaks[i]));
+        lane.peaks.gain = top > 0 ? Math.min(0.95 / top, 8) : 1;
+      }
+      const gain = lane.peaks.gain;
       ctx.fillStyle = color;
       ctx.globalAlpha = 0.85;
       for (let x = 0; x < w; x++) {
@@ -204,8 +211,8 @@ export class Timeline {
           if (peaks[2 * i] < lo) lo = peaks[2 * i];
           if (peaks[2 * i + 1] > hi) hi = peaks[2 * i + 1];
         }
-        const y0 = mid - hi * (mid - 3);
-        const y1 = mid - lo * (mid - 3);
+        const y0 = mid - hi * gain * (mid - 3);
+        const y1 = mid - lo * gain * (mid - 3);
         ctx.fillRect(x, y0, 1, Math.max(1, y1 - y0));
       }
       ctx.globalAlpha = 1;
