@@ -36,7 +36,9 @@ def onset_envelope(x: np.ndarray, sr: int = _SR, hop: int = _HOP) -> tuple[np.nd
     """Log-mel spectral flux of ``x`` ``(n,)``: returns (broadband ``(T,)``, low band < 200 Hz ``(T,)``)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=x, sr=sr, n_fft=1024, hop_length=hop, n_mels=64, fmax=sr / 2, power=1.0)
+    mag = np.abs(librosa.stft(x, n_fft=1024, hop_length=hop))
+    fb = librosa.filters.mel(sr=sr, n_fft=1024, n_mels=64, fmax=sr / 2)
+    mel = fb @ mag
     ref = max(float(mel.max()), 1e-10)
     logm = np.log1p(1000.0 * mel / ref)
     diff = np.maximum(0.0, logm[:, 1:] - logm[:, :-1])
@@ -100,15 +102,38 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     _, beat_frames = librosa.beat.beat_track(
         onset_envelope=env, sr=_SR, hop_length=_HOP, bpm=tempo, tightness=400, trim=False, units="frames"
     )
-    # Drop beats extrapolated past the music's last onset.
-    last = int(np.flatnonzero(env > 0.1 * env.max())[-1])
-    beat_frames = np.asarray(beat_frames)
-    beat_frames = beat_frames[beat_frames <= last + 0.5 * 60.0 * fps / tempo]
+    beat_frames = _refine(np.asarray(beat_frames, dtype=int), env, 60.0 * fps / tempo)
     beats = librosa.frames_to_time(beat_frames, sr=_SR, hop_length=_HOP)
     accent = low / (low.max() + 1e-12) + env / (env.max() + 1e-12)
     downbeats = _downbeats(beats, beat_frames, accent)
     report_progress(progress, "tempo", 1.0)
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
+
+
+def _refine(frames: np.ndarray, env: np.ndarray, period: float) -> np.ndarray:
+    """Snap beat ``frames`` to the onset peak within a quarter period; drop weak leading/trailing beats.
+
+    The dynamic programme keeps its grid running into silence at the ends of a song, and lands
+    a frame or two off the onsets; both are fixed here.
+    """
+    if frames.size == 0:
+        return frames
+    half = max(1, int(period / 4))
+    strength = np.zeros(frames.size)
+    out = frames.copy()
+    for i, f in enumerate(frames):
+        lo, hi = max(0, f - half), min(env.size, f + half + 1)
+        j = lo + int(np.argmax(env[lo:hi]))
+        strength[i] = env[j]
+        out[i] = j
+    typical = float(np.median(strength))
+    weak = strength < 0.25 * typical
+    # Snap only beats that have an onset to snap to; keep the grid through quiet passages.
+    out = np.where(weak, frames, out)
+    keep = np.flatnonzero(~weak)
+    if keep.size == 0:
+        return frames[:0]
+    return np.unique(out[keep[0] : keep[-1] + 1])
 
 
 def _downbeats(beats: np.ndarray, frames: np.ndarray, accent: np.ndarray, per_bar: int = 4) -> np.ndarray:
