@@ -65,6 +65,8 @@ def test_upload_listen_see_notes_download(server: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # Console errors (CSP violations, failed loads), except the refused upload's expected 415.
+            page.on("console", lambda m: m.type == "error" and "status of 415" not in m.text and errors.append(m.text))
             page.goto(server + "/")
             page.wait_for_selector(".dropzone")
 
@@ -114,7 +116,10 @@ def test_upload_listen_see_notes_download(server: str, tmp_path: Path) -> None:
 
             # Play: the clock and the playhead move; solo and mute toggle.
             page.click("button.play")
-            page.wait_for_function("document.querySelector('.clock').textContent.startsWith('0:01')", timeout=10_000)
+            deadline = time.monotonic() + 10
+            while not page.inner_text(".clock").startswith("0:01"):  # (wait_for_function needs eval: CSP)
+                assert time.monotonic() < deadline, page.inner_text(".clock")
+                time.sleep(0.1)
             moved = page.eval_on_selector(".tl-playhead", "e => e.style.transform")
             assert moved and moved != "translateX(0px)"
             page.click(".head[data-stem=bass] .solo")
