@@ -219,3 +219,25 @@ def test_devset_true_stem(stem, minimum):
     x, sr = sf.read(str(DEVSET / "dev01" / f"{stem}.flac"), dtype="float32", always_2d=True)
     track = transcribe_pitched(Audio(x.T, sr), stem=stem)
     assert _f1(DEVSET / "dev01" / f"{stem}.mid", track.notes) >= minimum
+
+
+@pytest.mark.parametrize("stem", ["vocals", "other"])
+def test_wide_vibrato_stays_one_note_but_a_played_trill_does_not(stem):
+    rng = np.random.default_rng(11)
+    y = tone(64, 0.3, 1.5, 2.2, vibrato_cents=100, rng=rng)  # +-1 semitone, 5.5 Hz
+    assert [n.pitch for n in transcribe_pitched(Audio(y, SR), stem=stem).notes] == [64]
+    trill = sum(tone(64 + 2 * (i % 2), 0.3 + 0.1 * i, 0.1, 2.0, amp=0.4, decay=0.2, rng=rng) for i in range(10))
+    notes = transcribe_pitched(Audio(trill, SR), stem=stem).notes
+    assert [n.pitch for n in notes] == [64, 66] * 5
+    assert onsets_match(notes, [(64 + 2 * (i % 2), 0.3 + 0.1 * i) for i in range(10)], tol=0.04)
+
+
+def test_glide_between_two_sung_notes_gives_two_notes():
+    t = np.arange(int(2.5 * SR)) / SR
+    midi = np.where(t < 1.0, 60.0, np.where(t < 1.15, 60 + 7 * (t - 1.0) / 0.15, 67.0))
+    phase = 2 * np.pi * np.cumsum(hz(69) * 2 ** ((midi - 69) / 12 + 25 * np.sin(2 * np.pi * 5.5 * t) / 1200)) / SR
+    y = 0.15 * sum(a * np.sin((h + 1) * phase) for h, a in enumerate((1, 0.5, 0.33, 0.25)))
+    y *= np.clip((t - 0.3) / 0.02, 0, 1) * np.clip((2.2 - t) / 0.02, 0, 1)
+    notes = transcribe_pitched(Audio(y.astype(np.float32), SR), stem="vocals").notes
+    assert [n.pitch for n in notes] == [60, 67]
+    assert abs(notes[0].start - 0.3) < 0.04 and 1.0 <= notes[1].start <= 1.2

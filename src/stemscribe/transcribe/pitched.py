@@ -317,7 +317,85 @@ def decode_mono(
     notes = [(a, b, p + lo + bp.MIDI_OFFSET) for a, b, p in notes]
     notes = _fix_octaves_mono(notes, pg, feats, pitch_range)
     notes = [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
-    return _drop_outlier_blips(notes)
+    return _drop_outlier_blips(_merge_vibrato(notes, pg))
+
+
+def _merge_vibrato(notes: list[RawNote], pg: bp.Posteriorgrams, *, short: int = 16, step: int = 2) -> list[RawNote]:
+    """Merge chains of short notes that alternate between neighbouring pitches (wide vibrato or
+    trills of the pitch estimate, not of the music) into one note at the chain's mean pitch.
+
+    A chain: at least three notes, each shorter than ``short`` frames (~190 ms), each starting within
+    6 frames of the previous one's end,
+    consecutive pitches at most ``step`` semitones apart, the whole within 3 semitones, and some
+    pitch coming back. The pitch is the mean of the contour
+    posterior's peak (1/3-semitone bins) over the chain.
+    """
+    if len(notes) < 3:
+        return notes
+    notes = sorted(notes)
+    used = [False] * len(notes)
+    out: list[RawNote] = []
+    for i, first in enumerate(notes):
+        if used[i]:
+            continue
+        chain = [i]
+        j = i + 1
+        while first[1] - first[0] < short and j < len(notes):
+            a, b, p = notes[chain[-1]]
+            nxt = next(
+                (
+                    m
+                    for m in range(j, len(notes))
+                    if not used[m]
+                    and abs(notes[m][0] - b) <= 6
+                    and 0 < abs(notes[m][2] - p) <= step
+                    and notes[m][1] - notes[m][0] < short
+                ),
+                None,
+            )
+            if nxt is None or notes[nxt][0] - b > 6:
+                break
+            pitches = [notes[c][2] for c in chain] + [notes[nxt][2]]
+            if max(pitches) - min(pitches) > 3:
+                break
+            chain.append(nxt)
+            j = nxt + 1
+        pitches = [notes[c][2] for c in chain]
+        a, b = notes[chain[0]][0], max(notes[c][1] for c in chain)
+        if len(chain) >= 3 and len(set(pitches)) < len(pitches) and _glides(pg, a, b, min(pitches), max(pitches)):
+            for c in chain:
+                used[c] = True
+            out.append((a, b, _contour_pitch(pg, a, b, min(pitches), max(pitches))))
+        else:
+            used[i] = True
+            out.append(first)
+    return sorted(out)
+
+
+def _glides(pg: bp.Posteriorgrams, a: int, b: int, lo: int, hi: int) -> bool:
+    """Whether the contour peak (1/3-semitone bins) over frames ``[a, b)`` sits off the semitone grid
+    in at least 30% of the frames: vibrato sweeps through the bins between notes, a trill does not."""
+    per = bp.CONTOUR_BINS_PER_SEMITONE
+    c0 = max((lo - 1 - bp.MIDI_OFFSET) * per, 0)
+    c1 = min((hi + 1 - bp.MIDI_OFFSET) * per + 2, pg.contour.shape[1])
+    seg = pg.contour[a:b, c0:c1]
+    if seg.size == 0:
+        return False
+    bins = c0 + np.argmax(seg, axis=1)
+    return bool(np.mean(bins % per != 1) >= 0.3)  # bin 3 (p - 21) + 1 is the in-tune centre of pitch p
+
+
+def _contour_pitch(pg: bp.Posteriorgrams, a: int, b: int, lo: int, hi: int) -> int:
+    """Mean MIDI pitch of the contour posterior's peak within ``[lo - 1, hi + 1]`` over frames ``[a, b)``."""
+    per = bp.CONTOUR_BINS_PER_SEMITONE
+    c0 = max((lo - 1 - bp.MIDI_OFFSET) * per, 0)
+    c1 = min((hi + 1 - bp.MIDI_OFFSET) * per + per, pg.contour.shape[1])
+    seg = pg.contour[a:b, c0:c1]
+    if seg.size == 0:
+        return int(round((lo + hi) / 2))
+    bins = c0 + np.argmax(seg, axis=1)
+    weights = seg.max(axis=1) + 1e-6
+    return int(round(bp.MIDI_OFFSET + (float(np.average(bins, weights=weights)) - 1) / per))
 
 
 def _drop_outlier_blips(notes: list[RawNote], *, short: int = 13, leap: int = 10, near: int = 43) -> list[RawNote]:
@@ -572,7 +650,12 @@ def decode_poly(pg: bp.Posteriorgrams, feats: SpectralFeatures, s: DecodeSetting
         used[start:end, max(k - 1, 0) : k + 2] = True
         notes.append((start, end, k + bp.MIDI_OFFSET))
     notes.sort()
-    return _drop_octave_ghosts(notes, pg)
+    return _drop_octave_ghosts(_merge_vibrato(notes, pg), pg)
+
+
+#: Intervals (semitones, ghost minus real note) where a harmonic of a note or the note a partial
+#: belongs to can fool the model: harmonics 2-6 above, an octave or two below.
+_GHOST_INTERVALS = (12, 19, 24, 28, 31, -12, -24)
 
 
 def _drop_octave_ghosts(notes: list[RawNote], pg: bp.Posteriorgrams) -> list[RawNote]:
@@ -582,7 +665,7 @@ def _drop_octave_ghosts(notes: list[RawNote], pg: bp.Posteriorgrams) -> list[Raw
     for i, (a, b, p) in enumerate(notes):
         ghost = False
         for j, (c, d, q) in enumerate(notes):
-            if j == i or abs(q - p) not in (12, 24) or abs(c - a) > 3:
+            if j == i or p - q not in _GHOST_INTERVALS or abs(c - a) > 3:
                 continue
             overlap = min(b, d) - max(a, c)
             if overlap >= 0.8 * (b - a) and strength[j] >= 1.5 * strength[i]:
