@@ -40,11 +40,15 @@ _FPS = _SR / _HOP
 _FAMILIES = ("kick", "snare", "hat")
 #: A family is present in an event when its activation exceeds this fraction of the family's
 #: typical (95th percentile) hit; leakage from the other families stays well below.
-_PRESENT = {"kick": 0.25, "snare": 0.25, "hat": 0.15}
+_PRESENT = {"kick": 0.25, "snare": 0.25, "hat": 0.1}
 #: Lower bound of each family's reference level, as a fraction of the loudest events' total.
 _FLOOR = np.array([0.06, 0.12, 0.04])
 #: How much a hi-hat or cymbal onset must raise the 8-20 kHz band (dB).
 _HAT_RISE_DB = 2.0
+#: Frequencies (Hz) below which the kick, snare and hi-hat templates adapt to the song.
+_ADAPT_BELOW_HZ = (6000.0, 9000.0, 30000.0)
+#: A snare on the same onset as a kick must reach this fraction of the song's typical snare.
+_SNARE_WITH_KICK = 0.4
 #: A snare under a crash must reach this fraction of the song's typical snare.
 _SNARE_UNDER_CRASH = 0.5
 _NOTE_LENGTH = 0.1
@@ -157,6 +161,9 @@ def _decompose(added: np.ndarray, freqs: np.ndarray, n_iter: int = 100) -> tuple
     """
     eps = 1e-12
     W0 = _prior_templates(freqs)
+    # Where each family may adapt: kicks and snares nearly always sound together with a hi-hat,
+    # so letting them learn the top octaves would fold the hat into them.
+    free = freqs[:, None] < np.array(_ADAPT_BELOW_HZ)[None, :]
     W = W0.copy()
     V = added.astype(np.float64) + eps
     A = np.full((W.shape[1], V.shape[1]), float(V.mean()) + eps)
@@ -165,6 +172,10 @@ def _decompose(added: np.ndarray, freqs: np.ndarray, n_iter: int = 100) -> tuple
         A *= (W.T @ (V / (W @ A + eps))) / (W.T @ ones + eps)
         if it >= 10:
             Wn = W * ((V / (W @ A + eps)) @ A.T) / (ones @ A.T + eps)
+            Wn /= Wn.sum(axis=0, keepdims=True) + eps
+            # Outside its free region a template keeps the prior's level relative to the rest.
+            scale = (Wn * free).sum(axis=0) / ((W0 * free).sum(axis=0) + eps)
+            Wn = np.where(free, Wn, W0 * scale)
             Wn /= Wn.sum(axis=0, keepdims=True) + eps
             alpha = min(1.0, (it - 10) / (0.6 * n_iter))
             W = (1 - alpha) * W0 + alpha * Wn
@@ -210,6 +221,8 @@ def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray) -> list[Note]:
     refs = np.maximum(np.percentile(A, 95, axis=1), _FLOOR * float(np.percentile(A.sum(axis=0), 95)))
     rel = A / (refs[:, None] + 1e-12)
     present = rel > np.array([_PRESENT[f] for f in _FAMILIES])[:, None]
+    # A kick's beater click leaks into the snare family in proportion to the kick: ask more then.
+    present[1] &= ~present[0] | (rel[1] > _SNARE_WITH_KICK)
     high = _band(mag, 8000, 20000)
     # Flutter in a ringing cymbal makes weak onsets: a hi-hat must lift the high band audibly.
     T = high.size
