@@ -401,6 +401,9 @@ def test_failed_job_shows_the_error(tmp_path: Path, rng: np.random.Generator) ->
         job = wait_for(client, job["id"])
         assert job["status"] == "failed" and "broken in a way the test chose" in job["error"]
         assert not (tmp_path / "data" / "jobs" / job["id"] / "out").exists()
+        (tmp_path / "data" / "jobs" / job["id"] / "song.wav").unlink()
+        r = client.post(f"/api/jobs/{job['id']}/retry")
+        assert r.status_code == 400 and "upload the song again" in r.json()["detail"]
 
 
 _CRASHING_SERVER = """
@@ -584,3 +587,28 @@ def test_serve_prints_its_address_serves_and_stops_cleanly(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_two_workers_and_deleting_a_running_job(tmp_path: Path, rng: np.random.Generator) -> None:
+    gate = threading.Event()
+
+    def held(source: Any, **kw: Any) -> FakeResult:
+        return fake_split(source, gate=gate, **kw)
+
+    data = tmp_path / "data"
+    with make_client(data, split=held, workers=2) as client:
+        ids = [upload(client, wav_bytes(rng), name=f"{i}.wav").json()["id"] for i in range(3)]
+        wait_for(client, ids[0], ("running",))
+        wait_for(client, ids[1], ("running",))  # two at a time...
+        assert client.get(f"/api/jobs/{ids[2]}").json()["status"] == "queued"  # ...the third waits
+
+        assert client.delete(f"/api/jobs/{ids[0]}").status_code == 200
+        assert client.get(f"/api/jobs/{ids[0]}").status_code == 404
+        deadline = time.monotonic() + 10
+        while (data / "jobs" / ids[0]).exists():  # its files go as soon as it has stopped
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        wait_for(client, ids[2], ("running",))  # the freed worker takes the next job
+        gate.set()
+        assert [wait_for(client, i)["status"] for i in ids[1:]] == ["done", "done"]
+        assert client.post(f"/api/jobs/{ids[0]}/retry").status_code == 404
