@@ -1,8 +1,9 @@
 """End to end in a real browser: Playwright drives Debian's Chromium (headless, no browser download).
 
 Upload a devset song through the page, wait for the job, open its results, check the players and
-piano rolls are there and drawn, play, download a MIDI file and parse it. A text file named .mp3 is
-refused with a message in the page. Skips when Chromium, Playwright or the devset are missing.
+piano rolls are there and drawn, play, download a MIDI file and parse it. A text file named .mp3,
+dropped on the page, is refused with a message there. Skips when Chromium, Playwright or the devset
+are missing.
 
 The song goes through the real pipeline with the embedded ``lite`` model, picked in the page's
 Options. Set ``STEMSCRIBE_UPDATE_SCREENSHOT=1`` to refresh docs/screenshots/results.png.
@@ -70,10 +71,14 @@ def test_upload_listen_see_notes_download(server: str, tmp_path: Path) -> None:
             page.goto(server + "/")
             page.wait_for_selector(".dropzone")
 
-            # A text file named .mp3 is refused with a clear message in the page.
-            bad = tmp_path / "notes.mp3"
-            bad.write_text("this is a shopping list, not a song\n" * 10)
-            page.set_input_files("input[type=file]", str(bad))
+            # A text file named .mp3, dropped on the page, is refused with a clear message in it.
+            page.evaluate(
+                """() => {
+                    const dt = new DataTransfer();
+                    dt.items.add(new File(["this is a shopping list, not a song\\n".repeat(10)], "notes.mp3", {type: "audio/mpeg"}));
+                    document.querySelector(".dropzone").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+                }"""
+            )
             message = page.wait_for_selector(".message.error", timeout=10_000)
             assert "notes.mp3" in message.inner_text() and "not an audio file" in message.inner_text()
 
