@@ -578,7 +578,7 @@ def test_serve_prints_its_address_serves_and_stops_cleanly(tmp_path: Path) -> No
         url = line.split(" at ", 1)[1].strip()
         page = httpx.get(url, timeout=10)
         assert page.status_code == 200 and "stemscribe" in page.text
-        with httpx.stream("GET", url + "api/events", timeout=10) as events:  # an open live stream...
+        with httpx.stream("GET", url + "api/events", timeout=10):  # an open live stream...
             proc.send_signal(signal.SIGINT)  # ...does not hold up Ctrl+C
             assert proc.wait(timeout=10) == 0
         assert "stemscribe stopped" in proc.stdout.read()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import BadArgumentError, StemscribeError
+from ..errors import BadArgumentError, OutputError, StemscribeError
 from ..types import STEM_NAMES
 from . import jobs as jobs_mod
 from .jobs import EventBroker, Job, JobOptions, JobRunner, JobStore, SplitFn, job_event, valid_job_id
@@ -79,8 +80,6 @@ def create_app(settings: Settings) -> FastAPI:
     try:
         jobs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        from ..errors import OutputError
-
         raise OutputError(f"cannot create the data folder {data_dir}: {exc.strerror or exc}") from None
     store = JobStore(data_dir / "stemscribe.sqlite3")
     broker = EventBroker()
@@ -185,8 +184,6 @@ def create_app(settings: Settings) -> FastAPI:
             )
             duration = await run_in_threadpool(uploads.probe, path, shown)
         except BaseException:
-            import shutil
-
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
         job = Job(id=job_id, name=shown, input_file=path.name, options=opts, size=size, duration=duration)
