@@ -204,8 +204,8 @@ class DemucsSeparator(Separator):
             return {s: Audio(np.zeros((out_channels, 0), np.float32), in_sr) for s in self.stems}
         ref = x.mean(axis=0)
         mean, std = float(ref.mean()), float(ref.std())
+        del ref
         std = max(std, 1e-8)  # silence: avoid 0/0, the output stays silent
-        x = (x - mean) / std
 
         total_chunks = [1]
         state = {"done": 0, "seg_done": 0, "seg_total": 1, "last": 0.0}
@@ -223,7 +223,8 @@ class DemucsSeparator(Separator):
 
         def process(block: np.ndarray) -> np.ndarray:
             m = block.shape[-1]
-            y = resample(Audio(block, in_sr), self.sr).samples
+            # normalise with the whole track's statistics (chunk by chunk: no full-length copy)
+            y = resample(Audio((block - np.float32(mean)) / np.float32(std), in_sr), self.sr).samples
             subs = list(getattr(self.model, "models", [self.model]))
             # apply_model's own split: segments of model.segment seconds, 25 % overlap, per sub-model
             state["seg_total"] = sum(max(1, -(-y.shape[-1] // max(1, int(0.75 * int(self.sr * float(
