@@ -85,12 +85,20 @@ def test_bass_line_known_notes_monophonic_in_range():
     assert all(a.end <= b.start + 1e-6 for a, b in zip(track.notes, track.notes[1:]))
 
 
-def test_bass_with_weak_fundamental_has_no_octave_error():
+@pytest.mark.parametrize("fundamental", [0.25, 0.05, 0.0])
+@pytest.mark.parametrize("pitch", [28, 40])
+def test_bass_with_weak_or_missing_fundamental_has_no_octave_error(pitch, fundamental):
     rng = np.random.default_rng(2)
-    # fundamental 12 dB under the second harmonic, as a bass through a small speaker
-    y = tone(36, 0.3, 1.0, 1.6, amp=0.6, harmonics=(0.25, 1.0, 0.5, 0.3), decay=1.0, rng=rng)
+    # fundamental 12 dB, 26 dB or infinitely under the 2nd harmonic: a bass through a small speaker
+    y = tone(pitch, 0.3, 1.0, 1.6, amp=0.6, harmonics=(fundamental, 1.0, 0.5, 0.3), decay=1.0, rng=rng)
     track = transcribe_pitched(Audio(y, SR), stem="bass")
-    assert [n.pitch for n in track.notes] == [36]
+    assert [n.pitch for n in track.notes] == [pitch]
+
+
+def test_vocal_with_a_harmony_a_fifth_above_is_not_moved_down():
+    rng = np.random.default_rng(12)
+    y = tone(60, 0.3, 1.0, 1.6, amp=0.4, vibrato_cents=20, rng=rng) + tone(67, 0.3, 1.0, 1.6, amp=0.15, rng=rng)
+    assert [n.pitch for n in transcribe_pitched(Audio(y, SR), stem="vocals").notes] == [60]
 
 
 def test_repeated_note_is_split_at_each_articulation():

@@ -174,7 +174,7 @@ def _transcribe_prepared(
     )
     pg = bp.run_model(y, active=active, progress=_scaled(progress, 0.0, 0.8), stem=stem)
     if stem in MONO_RANGES:
-        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings)
+        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings, fundamental_optional=stem == "bass")
     else:
         notes = decode_poly(pg, feats, settings)
     report_progress(progress, "transcribe", 0.9, stem=stem)
@@ -288,8 +288,14 @@ def decode_mono(
     feats: SpectralFeatures,
     pitch_range: tuple[int, int],
     settings: DecodeSettings = DEFAULT_SETTINGS,
+    *,
+    fundamental_optional: bool = False,
 ) -> list[RawNote]:
-    """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive)."""
+    """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive).
+
+    ``fundamental_optional``: the instrument may lack energy at its fundamental (bass), which the
+    octave check then does not require.
+    """
     lo = max(pitch_range[0], bp.MIDI_OFFSET) - bp.MIDI_OFFSET
     hi = min(pitch_range[1], bp.MIDI_OFFSET + bp.N_NOTE_BINS - 1) - bp.MIDI_OFFSET
     note = pg.note[:, lo : hi + 1]
@@ -315,7 +321,7 @@ def decode_mono(
         t = u
     notes = _refine_starts(notes, onset, attacks)
     notes = [(a, b, p + lo + bp.MIDI_OFFSET) for a, b, p in notes]
-    notes = _fix_octaves_mono(notes, pg, feats, pitch_range)
+    notes = _fix_octaves_mono(notes, feats, pitch_range, fundamental_optional=fundamental_optional)
     notes = [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
     return _drop_outlier_blips(_merge_vibrato(notes, pg))
 
@@ -591,23 +597,26 @@ def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings
 
 
 def _fix_octaves_mono(
-    notes: list[RawNote], pg: bp.Posteriorgrams, feats: SpectralFeatures, pitch_range: tuple[int, int]
+    notes: list[RawNote], feats: SpectralFeatures, pitch_range: tuple[int, int], *, fundamental_optional: bool
 ) -> list[RawNote]:
-    """Move a note an octave down when the evidence says its pitch is the 2nd harmonic.
+    """Move a note an octave down when the spectrum says its pitch is the 2nd harmonic.
 
-    For a true pitch ``p``, energy sits at ``p``, ``p+12``, ``p+19``... An octave-up error (``p+12``
-    chosen) leaves strong energy at ``p`` (below the chosen fundamental) and at ``p+19`` (an odd
-    harmonic of ``p``, not a harmonic of ``p+12``); an octave-down error has little energy at ``p``.
+    A tone at ``p`` has partials at ``p``, ``p+12``, ``p+19``, ``p+24``... If ``p+12`` was chosen,
+    the partial at ``p+19`` (its ``+7``) is an odd harmonic of ``p`` that ``p+12`` cannot explain; a
+    true ``p+12`` has nothing there. So a note moves down when the energy at its ``+7`` is within
+    10 dB of the stronger of its first two partials (not just the first: a weak fundamental next to a
+    strong octave leaks enough into ``+7`` to fool that). For voices the fundamental ``p`` must be present too
+    (within 15 dB), since a harmony line a fifth above would otherwise look the same; a bass through a
+    small speaker or a thin recording often has almost none, so ``fundamental_optional`` skips that.
     """
     out = []
-    lo_range = pitch_range[0]
     for a, b, p in notes:
         k = p - bp.MIDI_OFFSET
-        if p - 12 >= lo_range and k - 12 >= 0:
-            e_cur = _band_power(feats, a, b, k)
-            e_below = _band_power(feats, a, b, k - 12)
+        if p - 12 >= pitch_range[0] and k - 12 >= 0:
+            e_cur = max(_band_power(feats, a, b, k), _band_power(feats, a, b, k + 12))
             e_odd = _band_power(feats, a, b, k + 7)
-            if e_below >= 0.1 * e_cur and e_odd >= 0.1 * e_cur:
+            e_below = _band_power(feats, a, b, k - 12)
+            if e_odd >= 0.1 * e_cur and (fundamental_optional or e_below >= 0.03 * e_cur):
                 out.append((a, b, p - 12))
                 continue
         out.append((a, b, p))
