@@ -1,0 +1,133 @@
+"""Live mode: block-by-block output equals offline output; files, report, latency, vocal timeline;
+stdin parsing; the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemscribe.errors import BadInputError
+from stemscribe.types import Audio
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def sep():
+    from stemscribe.separate.lite import load_lite
+
+    return load_lite()
+
+
+def _signal(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    tone = 0.3 * np.sin(2 * np.pi * 330 * t * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)))
+    clicks = np.zeros_like(t)
+    clicks[:: SR // 4] = 0.8
+    noise = 0.05 * rng.standard_normal((2, len(t)))
+    return (np.stack([tone + clicks, 0.7 * tone + clicks]) + noise).astype(np.float32)
+
+
+def test_stream_blocks_equal_offline_output(sep):
+    # Tolerance 1e-5 absolute (float32 rounding; signals peak near 1): the streaming path is the
+    # offline computation cut at block boundaries, not an approximation of it.
+    x = _signal(3.0, 0)
+    offline = sep.separate(Audio(x, SR))
+    rng = np.random.default_rng(1)
+    st = sep.stream(2)
+    parts, pos = [], 0
+    while pos < x.shape[1]:
+        n = int(rng.integers(1, 3000))
+        y = st.push(x[:, pos : pos + n])
+        assert y.shape[:2] == (4, 2)
+        parts.append(y)
+        pos += n
+        # never more output than input, never further behind than latency + block
+        done = sum(p.shape[-1] for p in parts)
+        assert pos - sep.latency - n <= done <= pos
+    parts.append(st.flush())
+    live = np.concatenate(parts, axis=-1)
+    assert live.shape == (4, 2, x.shape[1])
+    for i, stem in enumerate(sep.stems):
+        assert np.max(np.abs(live[i] - offline[stem].samples)) < 1e-5
+
+
+def test_run_live_writes_karaoke_and_report(sep, tmp_path):
+    from stemscribe.live import run_live
+
+    x = _signal(2.0, 2)
+    block = 882  # 20 ms
+    blocks = (x[:, i : i + block] for i in range(0, x.shape[1], block))
+    report = run_live(blocks, out_dir=tmp_path, channels=2, block=block, separator=sep, input_name="synthetic")
+    vocals, sr = sf.read(tmp_path / "vocals.wav", dtype="float32", always_2d=True)
+    inst, _ = sf.read(tmp_path / "instrumental.wav", dtype="float32", always_2d=True)
+    assert sr == SR and vocals.shape == inst.shape == (x.shape[1], 2)
+    # karaoke + vocals give back the input (16-bit files: 2 LSB of rounding)
+    assert np.max(np.abs(vocals + inst - x.T)) < 2 / 32768 + 1e-6
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    lat = report["latency_ms"]
+    assert lat["model"] <= 100
+    assert lat["model"] <= lat["measured_max"] <= lat["model"] + 1000 * block / SR + 0.1
+    assert report["duration_s"] == pytest.approx(2.0, abs=1e-3)
+    assert report["cpu_real_time_factor"] > 0
+    assert len(report["vocal_activity_frames"]["ratio"]) == 20
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_vocal_activity_timeline():
+    from stemscribe.live import VocalActivity
+
+    rng = np.random.default_rng(4)
+    act = VocalActivity()
+    mix = 0.1 * rng.standard_normal((2, 5 * SR)).astype(np.float32)
+    vocals = np.zeros_like(mix)
+    vocals[:, SR : 3 * SR] = 0.8 * mix[:, SR : 3 * SR]  # sung from 1 s to 3 s
+    vocals[:, int(1.9 * SR) : int(2.0 * SR)] = 0  # a 0.1 s breath: bridged
+    vocals[:, int(4.0 * SR) : int(4.1 * SR)] = mix[:, int(4.0 * SR) : int(4.1 * SR)]  # a 0.1 s blip: dropped
+    for i in range(0, mix.shape[1], 1000):  # arbitrary block sizes
+        act.add(vocals[:, i : i + 1000], mix[:, i : i + 1000])
+    act.finish()
+    assert act.segments() == [{"start": 1.0, "end": 3.0}]
+
+
+def test_stdin_wav_and_raw_parsing():
+    from stemscribe.live import read_wav_header, stdin_blocks
+
+    x = (np.arange(2 * 1000).reshape(1000, 2) % 200 - 100).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, x, SR, format="WAV", subtype="PCM_16")
+    stream = io.BytesIO(buf.getvalue())
+    rate, channels, fmt = read_wav_header(stream)
+    assert (rate, channels, fmt) == (SR, 2, "s16le")
+    blocks = list(stdin_blocks(stream, 300, channels=channels, sample_format=fmt))
+    assert [b.shape for b in blocks] == [(2, 300)] * 3 + [(2, 100)]
+    got = np.concatenate(blocks, axis=1)
+    assert np.allclose(got, x.T / 32768.0)
+    # a raw stream cut mid-frame keeps whole frames only
+    raw = io.BytesIO(np.arange(7, dtype="<f4").tobytes())
+    out = np.concatenate(list(stdin_blocks(raw, 2, channels=2, sample_format="f32le")), axis=1)
+    assert out.tolist() == [[0, 2, 4], [1, 3, 5]]
+    with pytest.raises(BadInputError):
+        read_wav_header(io.BytesIO(b"not a wav file at all"))
+
+
+def test_cli_live_file_and_errors(tmp_path, capsys):
+    from stemscribe.cli import main
+
+    x = _signal(1.0, 5)
+    src = tmp_path / "in.wav"
+    sf.write(src, x.T, SR)
+    assert main(["live", str(src), "--out", str(tmp_path / "o"), "--all-stems", "--block-ms", "10"]) == 0
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["bass.wav", "drums.wav", "instrumental.wav", "other.wav", "report.json", "vocals.wav"]
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["latency_ms"]["measured_max"] <= 100
+    assert "latency" in capsys.readouterr().out
+    assert main(["live", str(src), "--out", str(tmp_path / "p"), "--block-ms", "0"]) != 0
+    assert "block-ms" in capsys.readouterr().err
+    assert main(["live", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "q")]) != 0
