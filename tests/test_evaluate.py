@@ -338,3 +338,19 @@ def test_results_markdown_transcription_tables():
 def test_to_jsonable_handles_numpy_and_nonfinite():
     obj = {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": float("inf"), "e": np.bool_(True)}
     assert json.loads(json.dumps(ev.to_jsonable(obj), allow_nan=False)) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": None, "e": True}
+
+
+@pytest.mark.slow
+def test_eval_transcription_cli_on_devset(devset, tmp_path):
+    """The real transcribers on one devset song: every score present and in range."""
+    from stemscribe.cli import main
+
+    out = tmp_path / "r"
+    assert main(["eval", "transcription", str(devset), "--limit", "1", "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "transcription.json").read_text())
+    summary = data["summary"]["true"]
+    for stem in ("vocals", "bass", "other"):
+        assert 0.0 <= summary[stem]["onset"]["f1"] <= 1.0
+        assert summary[stem]["onset_offset"]["f1"] <= summary[stem]["onset"]["f1"] + 1e-9
+    assert 0.0 <= summary["drums"]["f1"] <= 1.0
+    assert data["tempo"]["songs"] == 1 and (out / "transcription_f1.png").is_file()

@@ -714,8 +714,8 @@ def _plots(results: Mapping[str, Any], out_dir: Path, stem_name: str) -> list[Pa
         ax.boxplot(data, tick_labels=stems)
         med = [results["summary"][s]["museval_sdr"] for s in stems]
         ax.plot(range(1, len(stems) + 1), med, "D", color="tab:red", label="museval SDR (median of medians)")
-        ax.set_ylabel("SDR (dB)")
-        ax.set_title(f"Separation: {results.get('model')}")
+        ax.set_ylabel("whole-clip SDR per song (dB)")
+        ax.set_title(f"Separation: {results.get('model')} ({len(results['songs'])} songs)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = _save(fig, out_dir / f"{stem_name}_sdr.png")
