@@ -84,7 +84,8 @@ def lite_info() -> dict[str, Any]:
     info.update({
         "stems": list(cfg.get("stems", info["stems"])),
         "sr": int(cfg.get("sr", 44100)),
-        "licence": manifest.get("licence", ""),
+        "licence": "research/non-commercial (weights trained on MUSDB18)",
+        "licence_note": manifest.get("licence", ""),
         "sha256": {_WEIGHTS: manifest["sha256"]},
         "parameters": manifest.get("parameters"),
         "version": manifest.get("version"),
