@@ -174,7 +174,7 @@ def _transcribe_prepared(
     )
     pg = bp.run_model(y, active=active, progress=_scaled(progress, 0.0, 0.8), stem=stem)
     if stem in MONO_RANGES:
-        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings, fundamental_optional=stem == "bass")
+        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings, weak_fundamental=stem == "bass")
     else:
         notes = decode_poly(pg, feats, settings)
     report_progress(progress, "transcribe", 0.9, stem=stem)
@@ -289,12 +289,12 @@ def decode_mono(
     pitch_range: tuple[int, int],
     settings: DecodeSettings = DEFAULT_SETTINGS,
     *,
-    fundamental_optional: bool = False,
+    weak_fundamental: bool = False,
 ) -> list[RawNote]:
     """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive).
 
-    ``fundamental_optional``: the instrument may lack energy at its fundamental (bass), which the
-    octave check then does not require.
+    ``weak_fundamental``: the instrument's fundamental may be weak (bass), which the octave check
+    then tolerates.
     """
     lo = max(pitch_range[0], bp.MIDI_OFFSET) - bp.MIDI_OFFSET
     hi = min(pitch_range[1], bp.MIDI_OFFSET + bp.N_NOTE_BINS - 1) - bp.MIDI_OFFSET
@@ -321,7 +321,7 @@ def decode_mono(
         t = u
     notes = _refine_starts(notes, onset, attacks)
     notes = [(a, b, p + lo + bp.MIDI_OFFSET) for a, b, p in notes]
-    notes = _fix_octaves_mono(notes, feats, pitch_range, fundamental_optional=fundamental_optional)
+    notes = _fix_octaves_mono(notes, pg, feats, pitch_range, weak_fundamental=weak_fundamental)
     notes = [nt for nt in _merge_same_pitch(notes, pg.onset, settings) if nt[1] - nt[0] >= settings.min_note_frames]
     return _drop_outlier_blips(_merge_vibrato(notes, pg))
 
@@ -584,20 +584,31 @@ def _split_reonsets(
 
 
 def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings) -> list[RawNote]:
-    """Join consecutive same-pitch notes separated by a tiny gap when no onset marks the second."""
+    """Join a note to the one before when it has no onset of its own and either has the same pitch
+    and follows within 2 frames, or is an octave away and follows within 2 frames (6 if it is
+    shorter than ~150 ms): a decaying tone's estimate drifts to its 2nd harmonic as the fundamental
+    fades, which is no new note (a played octave leap has an onset)."""
     out: list[RawNote] = []
     for a, b, p in notes:
-        if out and out[-1][2] == p and a - out[-1][1] <= 2:
+        if out and a - out[-1][1] <= 6:
+            prev = out[-1]
+            same = prev[2] == p and a - prev[1] <= 2
+            octave_tail = abs(prev[2] - p) == 12 and (a - prev[1] <= 2 or b - a < 13)
             k = p - bp.MIDI_OFFSET
-            if onset[max(a - 2, 0) : a + 3, k].max(initial=0.0) < s.split_onset:
-                out[-1] = (out[-1][0], b, p)
+            if (same or octave_tail) and onset[max(a - 2, 0) : a + 3, k].max(initial=0.0) < s.split_onset:
+                out[-1] = (prev[0], b, prev[2])
                 continue
         out.append((a, b, p))
     return out
 
 
 def _fix_octaves_mono(
-    notes: list[RawNote], feats: SpectralFeatures, pitch_range: tuple[int, int], *, fundamental_optional: bool
+    notes: list[RawNote],
+    pg: bp.Posteriorgrams,
+    feats: SpectralFeatures,
+    pitch_range: tuple[int, int],
+    *,
+    weak_fundamental: bool,
 ) -> list[RawNote]:
     """Move a note an octave down when the spectrum says its pitch is the 2nd harmonic.
 
@@ -605,9 +616,11 @@ def _fix_octaves_mono(
     the partial at ``p+19`` (its ``+7``) is an odd harmonic of ``p`` that ``p+12`` cannot explain; a
     true ``p+12`` has nothing there. So a note moves down when the energy at its ``+7`` is within
     10 dB of the stronger of its first two partials (not just the first: a weak fundamental next to a
-    strong octave leaks enough into ``+7`` to fool that). For voices the fundamental ``p`` must be present too
-    (within 15 dB), since a harmony line a fifth above would otherwise look the same; a bass through a
-    small speaker or a thin recording often has almost none, so ``fundamental_optional`` skips that.
+    strong octave leaks enough into ``+7`` to fool that) and the fundamental ``p`` is there: within
+    15 dB for voices (a harmony line a fifth above must not pass), within 20 dB with
+    ``weak_fundamental`` (a bass through a small speaker or a thin recording).
+    The check only breaks near-ties of the model (its posterior at ``p`` at least half that at
+    ``p+12``): a root-fifth bass line leaves the previous note ringing exactly at the ``+7``.
     """
     out = []
     for a, b, p in notes:
@@ -616,7 +629,8 @@ def _fix_octaves_mono(
             e_cur = max(_band_power(feats, a, b, k), _band_power(feats, a, b, k + 12))
             e_odd = _band_power(feats, a, b, k + 7)
             e_below = _band_power(feats, a, b, k - 12)
-            if e_odd >= 0.1 * e_cur and (fundamental_optional or e_below >= 0.03 * e_cur):
+            tie = pg.note[a:b, k - 12].mean() >= 0.5 * pg.note[a:b, k].mean()
+            if tie and e_odd >= 0.1 * e_cur and e_below >= (0.01 if weak_fundamental else 0.03) * e_cur:
                 out.append((a, b, p - 12))
                 continue
         out.append((a, b, p))
