@@ -17,6 +17,8 @@ Cases (data under ../shared/data, skipped when absent):
 
 Notes used for capture: the ground-truth MIDI ("gt") and stemscribe's own transcription ("tr").
 
+  fluidsynth-check           not a capture case: our SF2 player vs FluidSynth on FluidR3_GM, devset MIDI
+
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/timbre.py [--cases dev01-bass,pop909-piano] [--out docs/timbre_results.json]
 """
 
@@ -162,12 +164,43 @@ def pop909_case(song: str = "001", t0: float = 0.0, t1: float = 120.0) -> list[d
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fluidsynth_check() -> list[dict]:
+    """Our SF2 player vs FluidSynth on the same SoundFont (FluidR3_GM) and MIDI: log-mel distance.
+
+    For scale, also the packaged GM font vs FluidSynth+FluidR3 (a different SoundFont).
+    """
+    import soundfile as sf
+
+    from stemscribe.render import render_midi
+
+    if shutil.which("fluidsynth") is None or not FLUID_GM.is_file():
+        return [{"case": "fluidsynth-check", "error": "needs fluidsynth and FluidR3_GM.sf2"}]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for song in sorted(p.name for p in (DATA / "devset").iterdir()):
+            for stem in ("bass", "other"):
+                mid = DATA / "devset" / song / f"{stem}.mid"
+                if not mid.is_file():
+                    continue
+                wav = Path(tmp) / "fs.wav"
+                subprocess.run(["fluidsynth", "-ni", "-g", "0.8", "-R", "0", "-C", "0", "-r", str(SR), "-F", str(wav),
+                                str(FLUID_GM), str(mid)], check=True, capture_output=True)
+                ref = sf.read(str(wav), dtype="float32", always_2d=True)[0].mean(axis=1)
+                ours = render_midi(mid, sr=SR, soundfont=FLUID_GM).mono()
+                packaged = render_midi(mid, sr=SR).mono()
+                rows.append({"case": f"fluidsynth-check-{song}-{stem}",
+                             "ours_vs_fluidsynth_db": round(distance(ref, ours), 2),
+                             "packaged_gm_vs_fluidsynth_db": round(distance(ref, packaged), 2)})
+    return rows
+
+
 CASES = {
     "pop909-piano": lambda: pop909_case(),
     **{f"dev0{i}-bass": (lambda i=i: devset_case(f"dev0{i}", "bass")) for i in range(6)},
     **{f"dev0{i}-other": (lambda i=i: devset_case(f"dev0{i}", "other")) for i in range(6)},
     "dev01-sep-bass": lambda: devset_case("dev01", "bass", separated=True),
     "dev02-sep-other": lambda: devset_case("dev02", "other", separated=True),
+    "fluidsynth-check": fluidsynth_check,
 }
 
 

@@ -176,3 +176,30 @@ def test_notes_far_outside_instrument_range(tmp_path: Path) -> None:
     assert ok.n_samples > 0
     with pytest.raises(BadInputError, match=r"too far from the instrument's keys 58\.\.62"):
         render_midi([NoteTrack("x", [Note(60, 0, 0.3), Note(84, 0.5, 1.0)])], sr=SR, instrument=inst)
+
+
+def test_low_pass_filter_and_its_envelope(tmp_path: Path, rng: np.random.Generator) -> None:
+    sr = 22050
+    noise = rng.uniform(-0.5, 0.5, sr).astype(np.float32)
+    sf.write(tmp_path / "n.wav", noise, sr)
+    (tmp_path / "f.sfz").write_text(
+        "<region> sample=n.wav key=60 amp_veltrack=0\n"
+        "<region> sample=n.wav key=62 amp_veltrack=0 pitch_keycenter=62 fil_type=lpf_2p cutoff=500 resonance=0\n"
+        "<region> sample=n.wav key=64 amp_veltrack=0 pitch_keycenter=64 cutoff=300 fileg_depth=4800 "
+        "fileg_attack=0.5 fileg_sustain=100\n"
+    )
+    inst = read_sfz(tmp_path / "f.sfz")
+    assert inst.regions[1].cutoff == 500.0 and inst.regions[2].fileg_depth == 4800
+
+    def high_share(y: np.ndarray, a: float, b: float) -> float:
+        spec = np.abs(np.fft.rfft(y[int(a * sr) : int(b * sr)])) ** 2
+        freqs = np.fft.rfftfreq(int(b * sr) - int(a * sr), 1 / sr)
+        return float(spec[freqs > 2000].sum() / spec.sum())
+
+    def play(pitch: int) -> np.ndarray:
+        return render_midi([NoteTrack("x", [Note(pitch, 0, 0.9, 100)])], sr=sr, instrument=inst).mono()
+
+    assert high_share(play(60), 0.1, 0.8) > 0.5  # white noise: most power above 2 kHz
+    assert high_share(play(62), 0.1, 0.8) < 0.01
+    swept = play(64)  # cutoff opens from 300 Hz to 4.8 kHz over 0.5 s
+    assert high_share(swept, 0.0, 0.1) < 0.02 < 0.2 < high_share(swept, 0.6, 0.85)

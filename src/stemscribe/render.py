@@ -7,8 +7,9 @@ file's tempo map (note times come from pretty_midi) and the sustain pedal (CC 64
 are played by that instrument instead; drum tracks keep the SoundFont kit.
 
 The SoundFont reader handles SF2 files (16-bit samples): presets, instrument and preset zones with
-key/velocity ranges, root key and tuning, sample offsets and loops, volume envelope, attenuation and
-pan. Filters, LFOs, modulators and effects are ignored. The default SoundFont, shipped in the package
+key/velocity ranges, root key and tuning, sample offsets and loops, volume envelope, attenuation,
+pan, and the low-pass filter with its modulation envelope and FluidSynth's default velocity-to-cutoff
+modulator. LFOs, other modulators and effects (reverb, chorus) are ignored. The default SoundFont, shipped in the package
 (``data/soundfonts/sf_GMbank.sf2``, 4.2 MB, public domain, from Csound), covers all 128 General MIDI
 programs and a drum kit; see ``docs/timbre.md`` for why.
 """
@@ -49,9 +50,12 @@ _G_ATTACK, _G_HOLD, _G_DECAY, _G_SUSTAIN, _G_RELEASE = 34, 35, 36, 37, 38
 _G_INSTRUMENT, _G_KEYRANGE, _G_VELRANGE = 41, 43, 44
 _G_ATTEN, _G_COARSE, _G_FINE, _G_SAMPLE, _G_MODES, _G_SCALE, _G_ROOT = 48, 51, 52, 53, 54, 56, 58
 _RANGES = (_G_KEYRANGE, _G_VELRANGE)
+_G_FC, _G_Q, _G_MOD_TO_FC = 8, 9, 11
+_G_MDELAY, _G_MATTACK, _G_MHOLD, _G_MDECAY, _G_MSUSTAIN, _G_MRELEASE = 25, 26, 27, 28, 29, 30
 _INST_DEFAULTS = {
     _G_ATTACK: -12000, _G_HOLD: -12000, _G_DECAY: -12000, _G_SUSTAIN: 0, _G_RELEASE: -12000,
-    _G_SCALE: 100, _G_ROOT: -1,
+    _G_SCALE: 100, _G_ROOT: -1, _G_FC: 13500, _G_Q: 0,
+    _G_MDELAY: -12000, _G_MATTACK: -12000, _G_MHOLD: -12000, _G_MDECAY: -12000, _G_MSUSTAIN: 0, _G_MRELEASE: -12000,
 }
 # FluidSynth (and the EMU hardware SoundFonts were made for) apply 40% of initialAttenuation.
 _ATTEN_FACTOR = 0.4
@@ -190,6 +194,9 @@ class SoundFont:
                 if root > 127:
                     root = 60
                 sustain_cb = min(max(g[_G_SUSTAIN], 0), 1440)
+                fc = min(max(g[_G_FC], 1500), 13500)
+                mod_fc = float(np.clip(g.get(_G_MOD_TO_FC, 0), -12000, 12000))
+                filtered = fc < 13500 or mod_fc != 0
                 regions.append(Region(
                     data=self._sample(start, end),
                     sr=int(s[5]) or 44100,
@@ -204,6 +211,14 @@ class SoundFont:
                     loop_mode={1: "loop_continuous", 3: "loop_sustain"}.get(mode, "no_loop"),
                     loop_start=max(ls, 0), loop_end=min(le, end - start),
                     pitch_keytrack=g[_G_SCALE] / 100.0,
+                    cutoff=8.176 * 2.0 ** (fc / 1200.0) if filtered else None,
+                    resonance=min(max(g[_G_Q], 0), 960) / 10.0,
+                    sf2_vel2filter=True,
+                    fileg_depth=mod_fc,
+                    fileg_delay=_tc(g[_G_MDELAY]), fileg_attack=_tc(g[_G_MATTACK]), fileg_hold=_tc(g[_G_MHOLD]),
+                    fileg_decay=_tc(g[_G_MDECAY]),
+                    fileg_sustain=1.0 - min(max(g[_G_MSUSTAIN], 0), 1000) / 1000.0,
+                    fileg_release=_tc(g[_G_MRELEASE]),
                 ))
         name = p[0].split(b"\0")[0].decode("latin-1", "replace").strip()
         return Instrument(name or f"preset {p[2]}:{p[1]}", regions)

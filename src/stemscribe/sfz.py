@@ -11,8 +11,9 @@ attack/hold/decay/sustain/release envelope, panned, and summed into a stereo buf
 SFZ support covers what :mod:`stemscribe.capture` writes and what common sample libraries use most:
 ``<control> <global> <master> <group> <region>`` headers, ``sample default_path key lokey hikey
 pitch_keycenter lovel hivel tune transpose volume pan amp_veltrack ampeg_attack ampeg_hold ampeg_decay
-ampeg_sustain ampeg_release loop_mode loop_start loop_end offset end``. Release triggers, round robins
-and modulation are ignored.
+ampeg_sustain ampeg_release loop_mode loop_start loop_end offset end``, and a 2-pole low-pass
+(``cutoff resonance fil_veltrack fileg_*``; any ``fil_type`` is played as ``lpf_2p``). Release
+triggers, round robins and other modulation are ignored.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ class Region:
     loop_end: int = 0
     pitch_keytrack: float = 1.0  # 0 for unpitched (drum) samples
     sample: str = ""  # file name relative to the .sfz (for writing)
+    # 2-pole low-pass filter (off when cutoff is None): cutoff Hz, resonance dB, and a filter envelope
+    # (delay/attack/hold/decay/release seconds, sustain 0..1) moving the cutoff by fileg_depth cents
+    cutoff: float | None = None
+    resonance: float = 0.0
+    fil_veltrack: float = 0.0  # cents at velocity 127 (SFZ); SF2's default modulator when sf2_vel2filter
+    sf2_vel2filter: bool = False
+    fileg_depth: float = 0.0
+    fileg_delay: float = 0.0
+    fileg_attack: float = 0.0
+    fileg_hold: float = 0.0
+    fileg_decay: float = 0.0
+    fileg_sustain: float = 1.0
+    fileg_release: float = 0.0
 
     @property
     def loops(self) -> bool:
@@ -144,6 +158,64 @@ def _envelope(region: Region, n_held: int, n_total: int, sr: int) -> np.ndarray:
     return env
 
 
+_FILTER_BLOCK = 512  # samples per filter-coefficient update (11.6 ms at 44.1 kHz)
+
+
+def _filter_env(region: Region, n_held: int, n_total: int, sr: int, step: int) -> np.ndarray:
+    """Filter envelope 0..1 sampled every ``step`` samples, ``(ceil(n_total / step),)``."""
+    t = np.arange(0, n_total, step, dtype=np.float64) / sr
+    d, a, h, dc = region.fileg_delay, region.fileg_attack, region.fileg_hold, region.fileg_decay
+    sus = float(np.clip(region.fileg_sustain, 0.0, 1.0))
+    env = np.full(len(t), sus)
+    env[t < d] = 0.0
+    m = (t >= d) & (t < d + a)
+    env[m] = (t[m] - d) / a if a > 0 else 1.0
+    env[(t >= d + a) & (t < d + a + h)] = 1.0
+    if dc > 0:
+        m = (t >= d + a + h) & (t < d + a + h + dc)
+        env[m] = 1.0 - (1.0 - sus) * (t[m] - d - a - h) / dc
+    t_off = n_held / sr
+    off = t >= t_off
+    if off.any():
+        level = env[~off][-1] if (~off).any() else 0.0
+        r = max(region.fileg_release, 1e-3)
+        env[off] = level * np.clip(1.0 - (t[off] - t_off) / r, 0.0, 1.0)
+    return env
+
+
+def _lowpass(x: np.ndarray, region: Region, voice: Voice, n_held: int, sr: int) -> np.ndarray:
+    """The region's 2-pole resonant low-pass (RBJ biquad), cutoff updated every 512 samples (one
+    pass when no filter envelope moves it)."""
+    from scipy.signal import lfilter
+
+    base = 1200.0 * math.log2(max(region.cutoff or 20000.0, 1.0) / 8.176)
+    v = max(1, min(127, int(voice.velocity)))
+    if region.sf2_vel2filter:
+        base += -2400.0 * (1.0 - v / 127.0) if v >= 64 else 0.0  # SF2 default modulator (as FluidSynth)
+    else:
+        base += region.fil_veltrack * v / 127.0
+    env = _filter_env(region, n_held, len(x), sr, _FILTER_BLOCK) if region.fileg_depth else None
+    q_db = region.resonance - 3.01  # 0 dB resonance = Butterworth
+    q = 10.0 ** (q_db / 20.0)
+    gain = 1.0 / math.sqrt(q) if q > 1.0 else 1.0  # keep the pass band level (FluidSynth does the same)
+    out = np.empty_like(x)
+    zi = np.zeros(2)
+    nyq = 0.45 * sr
+    block = _FILTER_BLOCK if env is not None else max(len(x), 1)
+    for i, start in enumerate(range(0, len(x), block)):
+        cents = base + (region.fileg_depth * env[i] if env is not None else 0.0)
+        fc = min(8.176 * 2.0 ** (cents / 1200.0), nyq)
+        w0 = 2.0 * math.pi * max(fc, 5.0) / sr
+        alpha = math.sin(w0) / (2.0 * q)
+        cw = math.cos(w0)
+        b = np.array([(1 - cw) / 2, 1 - cw, (1 - cw) / 2]) * gain
+        a = np.array([1 + alpha, -2 * cw, 1 - alpha])
+        blk = x[start : start + block]
+        y, zi = lfilter(b / a[0], a / a[0], blk, zi=zi)
+        out[start : start + len(blk)] = y
+    return out
+
+
 def render_voice(region: Region, voice: Voice, sr: int, *, max_release: float = 10.0) -> np.ndarray:
     """One voice of ``region`` playing ``voice``, shape ``(n,)`` float32 at output rate ``sr``."""
     semis = (voice.pitch - region.pitch_keycenter) * region.pitch_keytrack + region.tune / 100.0
@@ -175,6 +247,8 @@ def render_voice(region: Region, voice: Voice, sr: int, *, max_release: float = 
     frac = (pos - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, length - 1)
     out = data[i0] * (1.0 - frac) + data[i1] * frac
+    if region.cutoff is not None:
+        out = _lowpass(out.astype(np.float64), region, voice, n_held, sr)
     env = _envelope(region, n_held, n_total, sr)
     vel = max(1, min(127, int(voice.velocity))) / 127.0
     gain = (1.0 - region.amp_veltrack) + region.amp_veltrack * vel * vel
@@ -361,6 +435,16 @@ def _region_from_opcodes(ops: dict[str, str], data: np.ndarray, sr: int, rel: st
         loop_end=min(loop_end, len(sample)),
         pitch_keytrack=num("pitch_keytrack", 100.0) / 100.0,
         sample=rel,
+        cutoff=num("cutoff", 0.0) or None,
+        resonance=num("resonance", 0.0),
+        fil_veltrack=num("fil_veltrack", 0.0),
+        fileg_depth=num("fileg_depth", 0.0),
+        fileg_delay=num("fileg_delay", 0.0),
+        fileg_attack=num("fileg_attack", 0.0),
+        fileg_hold=num("fileg_hold", 0.0),
+        fileg_decay=num("fileg_decay", 0.0),
+        fileg_sustain=num("fileg_sustain", 100.0) / 100.0,
+        fileg_release=num("fileg_release", 0.0),
     )
 
 
@@ -393,6 +477,15 @@ def format_sfz(instrument: Instrument, *, comment: str = "") -> str:
         if r.loops:
             ops.append(f"loop_start={r.loop_start}")
             ops.append(f"loop_end={r.loop_end - 1}")  # inclusive in SFZ
+        if r.cutoff is not None:
+            ops += ["fil_type=lpf_2p", f"cutoff={r.cutoff:.1f}", f"resonance={r.resonance:.1f}"]
+            if r.fil_veltrack:
+                ops.append(f"fil_veltrack={r.fil_veltrack:.0f}")
+            if r.fileg_depth:
+                ops += [f"fileg_depth={r.fileg_depth:.0f}", f"fileg_delay={r.fileg_delay:.4f}",
+                        f"fileg_attack={r.fileg_attack:.4f}", f"fileg_hold={r.fileg_hold:.4f}",
+                        f"fileg_decay={r.fileg_decay:.4f}", f"fileg_sustain={100 * r.fileg_sustain:.1f}",
+                        f"fileg_release={r.fileg_release:.4f}"]
         lines.append("<region> " + " ".join(ops))
     return "\n".join(lines) + "\n"
 
