@@ -49,6 +49,13 @@ _HAT_RISE_DB = 2.0
 _ADAPT_BELOW_HZ = (6000.0, 9000.0, 30000.0)
 #: A snare on the same onset as a kick must reach this fraction of the song's typical snare.
 _SNARE_WITH_KICK = 0.4
+#: Tom detection: confident snares and kicks (fraction of typical) set their pitches; a
+#: snare-family hit (with at most a weak kick share) whose body is more than this many
+#: semitones away from them is a tom; a snare at full strength alongside it is kept.
+_CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 5.0, 0.75
+#: Lowest tom body frequency (Hz); below it is kick territory.
+_MIN_TOM_HZ = 70.0
+_BODY_N = 4096
 #: A snare under a crash must reach this fraction of the song's typical snare.
 _SNARE_UNDER_CRASH = 0.5
 _NOTE_LENGTH = 0.1
@@ -81,7 +88,7 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
     added = _added_energy(M, frames)
     W, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
-    track.notes = _notes(frames, A, mag)
+    track.notes = _notes(frames, A, mag, x / peak)
     report_progress(progress, "transcribe", 1.0, stem="drums")
     return track.sorted()
 
@@ -213,8 +220,60 @@ def _velocity(strength: np.ndarray, ref: float) -> np.ndarray:
     return np.clip(np.round(120 * 10 ** (db / 40)), 1, 127).astype(int)
 
 
-def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray) -> list[Note]:
-    """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal."""
+def _body_pitch(x: np.ndarray, frame: int) -> float:
+    """Frequency (Hz) of the strongest partial between 50 and 500 Hz in the 93 ms from onset ``frame``."""
+    start = max(0, frame * _HOP - _N_FFT // 4)
+    seg = x[start : start + _BODY_N]
+    seg = np.pad(seg, (0, _BODY_N - seg.size)) * np.hanning(_BODY_N)
+    spec = np.abs(np.fft.rfft(seg))
+    f = np.fft.rfftfreq(_BODY_N, 1.0 / _SR)
+    sel = (f > 50) & (f < 500)
+    return float(f[sel][int(np.argmax(spec[sel]))])
+
+
+def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """GM tom pitch per event (0 where none): snare-family hits whose body is far from the snare's.
+
+    A tom's noise and attack look like a snare (and its low shell partly like a kick) to the
+    decomposition, but its shell rings at its own pitch.  The song's snare and kick pitches are
+    the median bodies of their confident hits; a hit with a weak kick share counts if its body
+    is far from the kick's too.
+    """
+    toms = np.zeros(frames.size, dtype=int)
+    weak_kick = rel[0] < _WEAK_KICK
+    cand = np.flatnonzero(present[1] & weak_kick)
+    if cand.size == 0:
+        return toms
+    cache: dict[int, float] = {}
+
+    def body(i: int) -> float:
+        if i not in cache:
+            cache[i] = _body_pitch(x, int(frames[i]))
+        return cache[i]
+
+    def far(f0: float, ref: float) -> bool:
+        return abs(12 * np.log2(f0 / ref)) > _TOM_SEMITONES
+
+    snares = [body(i) for i in np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))]
+    if len(snares) < 3:
+        return toms
+    snare_pitch = float(np.median(snares))
+    kicks = [body(i) for i in np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:50]]
+    kick_pitch = float(np.median(kicks)) if len(kicks) >= 3 else None
+    for i in cand:
+        f0 = body(int(i))
+        if not far(f0, snare_pitch):
+            continue
+        # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick.
+        if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)):
+            continue
+        toms[i] = LOW_TOM if f0 < 100 else (MID_TOM if f0 < 150 else HIGH_TOM)
+    return toms
+
+
+def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray, x: np.ndarray) -> list[Note]:
+    """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
+    ``x`` ``(n,)`` is the normalised signal (for tom pitches)."""
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
@@ -235,7 +294,16 @@ def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray) -> list[Note]:
         metal[i] = CLOSED_HAT if d < 0.2 else (OPEN_HAT if d < 0.8 else CRASH)
     # A crash's broadband wash looks partly like a snare: ask more of a snare under a crash.
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
-    notes: list[Note] = []
+    toms = _find_toms(present, rel, frames, x)
+    is_tom = toms > 0
+    # A tom takes over the snare family's hit, unless the snare is at full strength (both played).
+    tom_vel = _velocity(A[1, is_tom], float(refs[1]))
+    present[1] &= ~is_tom | (rel[1] >= _SNARE_WITH_TOM)
+    present[0] &= ~is_tom
+    notes: list[Note] = [
+        Note(int(toms[i]), float(times[i]), float(times[i]) + _NOTE_LENGTH, int(v))
+        for i, v in zip(np.flatnonzero(is_tom), tom_vel)
+    ]
     for k, family in enumerate(_FAMILIES):
         idx = np.flatnonzero(present[k])
         vel = _velocity(A[k, idx], float(refs[k]))
