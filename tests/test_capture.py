@@ -10,7 +10,7 @@ import soundfile as sf
 
 from stemscribe.capture import capture_instrument, clean_notes, find_loop, write_instrument
 from stemscribe.cli import main
-from stemscribe.errors import BadInputError
+from stemscribe.errors import BadInputError, OutputError
 from stemscribe.render import render_midi
 from stemscribe.sfz import read_sfz
 from stemscribe.types import Audio, Note, NoteTrack
@@ -69,6 +69,13 @@ def test_capture_known_notes_writes_sfz_with_samples_at_those_pitches(tmp_path: 
         assert info.subtype == "PCM_24" and info.samplerate == SR
         # the sample starts at the onset: the first 5 ms already carry the attack
         assert np.max(np.abs(r.data[: int(0.006 * SR)])) > 0.1 * np.max(np.abs(r.data))
+    # capturing again replaces the instrument; a folder holding anything else is refused
+    write_instrument(cap, tmp_path / "inst")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="not an instrument folder"):
+        write_instrument(cap, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     # keys between 55 and 60 are split between the two nearest takes
     assert {(r.lokey, r.hikey) for r in inst.regions if r.pitch_keycenter in (55, 60)} == {(54, 57), (58, 62)}
 

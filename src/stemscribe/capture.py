@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import BadArgumentError, BadInputError
+from .errors import BadArgumentError, BadInputError, OutputError
 from .sfz import Instrument, Region, format_sfz
 from .types import Audio, Note, NoteTrack, Progress, report_progress
 
@@ -546,13 +546,22 @@ def sample_name(t: Take) -> str:
 def write_instrument(capture: Capture, out_dir: str | Path, *, comment: str = "") -> Path:
     """Write ``out_dir/<name>.sfz`` and ``out_dir/samples/*.wav`` (24-bit); returns the .sfz path.
 
-    The folder is built under a temporary name and renamed into place, replacing an old one.
+    The folder is built under a temporary name and renamed into place. An existing folder is replaced
+    only when it is empty or holds nothing but ``.sfz`` files and ``samples/`` (an earlier capture);
+    otherwise :class:`OutputError` is raised.
     """
     import soundfile as sf
 
     from .atomic import atomic_dir
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and out_dir.is_dir() and any(out_dir.iterdir()):
+        entries = list(out_dir.iterdir())
+        looks_like_instrument = any(p.suffix == ".sfz" for p in entries) and all(
+            p.suffix == ".sfz" or (p.name == "samples" and p.is_dir()) for p in entries
+        )
+        if not looks_like_instrument:
+            raise OutputError(f"{out_dir} exists and is not an instrument folder; choose a new or empty --out folder")
     inst = capture.instrument
     sr = inst.regions[0].sr
     name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in inst.name) or "captured"

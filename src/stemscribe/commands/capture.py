@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "samples to DIR. Play it with 'stemscribe render MIDI --instrument DIR' or load DIR/*.sfz in any SFZ sampler.",
     )
     p.add_argument("recording", metavar="RECORDING", help="audio of one instrument (a separated stem works)")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder to write (replaced if it exists)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="folder to write (an earlier capture there is replaced; any other non-empty folder is refused)")
     p.add_argument("--stem", default="other", choices=("other", "bass", "vocals"),
                    help="what the recording is, for the transcription (default other; bass and vocals are monophonic)")
     p.add_argument("--midi", default=None, metavar="FILE.mid",
