@@ -268,6 +268,50 @@ def test_missing_weights_say_what_to_do(tmp_path):
     assert "https://" in msg and "\n" not in msg
 
 
+def test_offline_machine_fails_fast_without_trying_demucs_download(tmp_path, monkeypatch):
+    import socket
+
+    import demucs.pretrained
+
+    monkeypatch.delenv("STEMSCRIBE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(demucs.pretrained, "get_model", must_not_download)
+    with pytest.raises(ModelUnavailableError, match="offline"):
+        get_separator("htdemucs_ft", model_dir=tmp_path)
+
+
+def test_online_users_get_demucs_download(monkeypatch, rng):
+    """When nothing is found locally and downloads are allowed, demucs' own get_model(name) is used."""
+    import socket
+
+    import demucs.pretrained
+    from demucs.apply import BagOfModels
+
+    monkeypatch.delenv("STEMSCRIBE_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [("resolved",)])
+    asked = []
+
+    def fake_get_model(name, repo=None):
+        asked.append((name, repo))
+        return BagOfModels([_tiny_htdemucs()])
+
+    monkeypatch.setattr(demucs.pretrained, "get_model", fake_get_model)
+    sep = get_separator("htdemucs")
+    assert asked == [("htdemucs", None)] and sep.where == "download"
+    assert sep.separate(_signal(rng, 2, 0.5, 44100))["vocals"].n_samples == 22050
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(BadArgumentError) as e:
         get_separator("spleeter")

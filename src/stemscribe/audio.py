@@ -95,8 +95,9 @@ def _looks_like_text(p: Path) -> bool:
 
 
 def _not_audio(p: Path, detail: str = "") -> BadInputError:
-    what = "a text file" if _looks_like_text(p) else "not a readable audio or video file"
-    hint = f" ({detail})" if detail else ""
+    text = _looks_like_text(p)
+    what = "a text file, not audio" if text else "not a readable audio or video file"
+    hint = f" ({detail})" if detail and not text else ""
     return BadInputError(f"{p} is {what}{hint}; supported: wav, flac, mp3, ogg, opus, m4a/aac, "
                          "and video files with an audio track")
 

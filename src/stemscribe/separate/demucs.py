@@ -128,6 +128,10 @@ def load_demucs_model(name: str, model_dir: str | os.PathLike[str] | None = None
     if not download:
         raise ModelUnavailableError(f"{name} weights not found (looked in {searched}) and downloads are "
                                     f"off; {how_to_get(name)}")
+    if not _can_reach_download_hosts():
+        raise ModelUnavailableError(f"{name} weights not found (looked in {searched}) and this machine is "
+                                    f"offline (cannot resolve huggingface.co or dl.fbaipublicfiles.com); "
+                                    f"{how_to_get(name)}")
     try:
         from demucs.pretrained import get_model
 
@@ -139,6 +143,24 @@ def load_demucs_model(name: str, model_dir: str | os.PathLike[str] | None = None
                                     f"failed ({type(exc).__name__}); {how_to_get(name)}") from None
     model.eval()
     return model, "download"
+
+
+def _can_reach_download_hosts() -> bool:
+    """Whether demucs' download hosts resolve (a DNS look-up only; skipped behind a proxy).
+
+    Without this, an offline machine spends ~25 s in huggingface_hub's retries before failing.
+    """
+    import socket
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return True
+    for host in ("huggingface.co", "dl.fbaipublicfiles.com"):
+        try:
+            socket.getaddrinfo(host, 443)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def _threads() -> int:
