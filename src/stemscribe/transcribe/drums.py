@@ -59,6 +59,8 @@ _BODY_N = 4096
 #: A snare under a crash must reach this fraction of the song's typical snare.
 _SNARE_UNDER_CRASH = 0.5
 _NOTE_LENGTH = 0.1
+#: STFT frames per block (about 35 s) to bound memory on long inputs.
+_BLOCK_FRAMES = 6000
 #: Frames of look-ahead when measuring what an onset added, and the reference frame before it.
 _ATTACK, _BEFORE = 3, 2
 
@@ -79,7 +81,7 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
     if x.size < _N_FFT or peak < 1e-4:
         report_progress(progress, "transcribe", 1.0, stem="drums")
         return track
-    mag, M, freqs = _spectrogram(x / peak)
+    M, high, freqs = _spectrogram(x / peak)
     report_progress(progress, "transcribe", 0.3, stem="drums")
     frames = _onset_frames(M)
     if frames.size == 0:
@@ -88,19 +90,35 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
     added = _added_energy(M, frames)
     W, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
-    track.notes = _notes(frames, A, mag, x / peak)
+    track.notes = _notes(frames, A, high, x / peak)
     report_progress(progress, "transcribe", 1.0, stem="drums")
     return track.sorted()
 
 
 def _spectrogram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """STFT magnitude ``(n_fft/2+1, T)``, mel magnitudes ``(n_mels, T)`` and mel band centres (Hz)."""
+    """Mel magnitudes ``(n_mels, T)``, 8-20 kHz power per frame ``(T,)`` and mel band centres (Hz).
+
+    The STFT is taken in blocks so a long song never holds its full complex spectrogram.
+    """
     import librosa
 
-    mag = np.abs(librosa.stft(x, n_fft=_N_FFT, hop_length=_HOP, center=True)).astype(np.float32)
     fb = librosa.filters.mel(sr=_SR, n_fft=_N_FFT, n_mels=_N_MELS, fmin=_FMIN, fmax=_FMAX, norm=None)
+    fb = fb.astype(np.float32)
     freqs = librosa.mel_frequencies(n_mels=_N_MELS + 2, fmin=_FMIN, fmax=_FMAX)[1:-1]
-    return mag, (fb.astype(np.float32) @ mag), freqs
+    bins = np.arange(_N_FFT // 2 + 1) * _SR / _N_FFT
+    high_bins = (bins >= 8000) & (bins < 20000)
+    n_frames = 1 + x.size // _HOP
+    M = np.empty((_N_MELS, n_frames), dtype=np.float32)
+    high = np.empty(n_frames)
+    pad = _N_FFT // 2
+    xp = np.pad(x, (pad, pad + _N_FFT))
+    for start in range(0, n_frames, _BLOCK_FRAMES):
+        stop = min(n_frames, start + _BLOCK_FRAMES)
+        seg = xp[start * _HOP : (stop - 1) * _HOP + _N_FFT]
+        mag = np.abs(librosa.stft(seg, n_fft=_N_FFT, hop_length=_HOP, center=False))[:, : stop - start]
+        M[:, start:stop] = fb @ mag
+        high[start:stop] = np.square(mag[high_bins], dtype=np.float64).sum(axis=0)
+    return M, high, freqs
 
 
 def _moving(x: np.ndarray, size: int, fn: str, axis: int = -1) -> np.ndarray:
@@ -191,13 +209,6 @@ def _decompose(added: np.ndarray, freqs: np.ndarray, n_iter: int = 100) -> tuple
     return W, A
 
 
-def _band(mag: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Power of STFT magnitude ``mag`` between ``lo`` and ``hi`` Hz, per frame ``(T,)``."""
-    f = np.arange(mag.shape[0]) * _SR / _N_FFT
-    sel = mag[(f >= lo) & (f < hi)].astype(np.float64)
-    return np.square(sel).sum(axis=0)
-
-
 def _decay_time(env: np.ndarray, frame: int, drop_db: float = 15.0, limit_s: float = 1.5) -> float:
     """Seconds until what an onset at ``frame`` added to ``env`` ``(T,)`` has decayed by ``drop_db``.
 
@@ -271,9 +282,9 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     return toms
 
 
-def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray, x: np.ndarray) -> list[Note]:
+def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, x: np.ndarray) -> list[Note]:
     """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
-    ``x`` ``(n,)`` is the normalised signal (for tom pitches)."""
+    ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``x`` ``(n,)`` the normalised signal."""
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
@@ -282,7 +293,6 @@ def _notes(frames: np.ndarray, A: np.ndarray, mag: np.ndarray, x: np.ndarray) ->
     present = rel > np.array([_PRESENT[f] for f in _FAMILIES])[:, None]
     # A kick's beater click leaks into the snare family in proportion to the kick: ask more then.
     present[1] &= ~present[0] | (rel[1] > _SNARE_WITH_KICK)
-    high = _band(mag, 8000, 20000)
     # Flutter in a ringing cymbal makes weak onsets: a hi-hat must lift the high band audibly.
     T = high.size
     after = np.array([high[f : f + _ATTACK + 1].max() for f in frames])
