@@ -39,9 +39,9 @@ def tone(
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """A harmonic tone placed at ``start`` in a signal of ``total`` seconds, shape ``(n,)``."""
-    n = int(round(total * sr))
+    n = round(total * sr)
     out = np.zeros(n, np.float32)
-    i0, i1 = int(round(start * sr)), min(n, int(round((start + dur) * sr)))
+    i0, i1 = round(start * sr), min(n, round((start + dur) * sr))
     t = np.arange(i1 - i0) / sr
     cents = vibrato_cents * np.sin(2 * np.pi * 5.5 * t)
     phase = 2 * np.pi * np.cumsum(hz(midi) * 2 ** (cents / 1200)) / sr

@@ -2,29 +2,35 @@
 
 The note model is basic-pitch's (run by :mod:`.basic_pitch_onnx`); the decoding is ours:
 
-* ``vocals`` and ``bass`` are monophonic lines. A Viterbi path over "silence or one pitch" states,
-  scored by the model's note posteriors, chooses one note at a time; changing pitch costs a penalty
-  that a detected onset lowers, and octave leaps cost more. Each pitch is checked against the
-  spectrum's harmonic evidence (an octave-up error has no energy at the odd harmonics of the true note).
-  Same-pitch notes re-articulated without a gap are split at onset peaks. The pitch range is limited to
-  the instrument (bass B0..G4, vocals C2..C7).
+* ``vocals`` and ``bass`` are monophonic lines: a Viterbi path over "silence or one pitch" states,
+  scored by the note posteriors (and by the stem's loudness for silence), picks one note at a time.
+  Changing pitch costs a penalty that an onset lowers; octave leaps cost more. Notes start at onset
+  peaks or loudness attacks; a held pitch is split where it is re-articulated (a prominent onset or a
+  dip-and-rise in loudness), not at vibrato ripples; runs of short notes that alternate between
+  neighbouring pitches while the contour glides (wide vibrato) become one note. Octave errors are
+  checked against the spectrum (the odd 3rd harmonic of the lower octave), unarticulated octave
+  tails join their note, and short far-off blips are dropped. Ranges: bass B0..G4, vocals C2..C7.
 * ``other`` is polyphonic: basic-pitch-style note creation (onset peaks extended while the note
-  posterior stays up) with onsets moved back to where slow attacks begin and sub-/over-octave ghosts of
-  a stronger note removed.
-* bleed and silence: a note is dropped where the stem is near-silent, and, when ``others`` (the other
-  separated stems) are given, where the energy at its fundamental over the note's span is clearly
-  (>= 10 dB) higher in another stem than in this one.
+  posterior stays up, latest first), with vibrato ripples on sounding pitches not taken as onsets,
+  starts moved to the rising edge of slow attacks, confident notes without any onset added, and
+  harmonic ghosts (a weaker note starting with a stronger one 12/19/24/28/31 above or 12/24 below)
+  removed.
+* bleed and silence: a note is dropped where the stem is near-silent (below -60 dBFS or 40 dB under
+  its loud level), and, when ``others`` (the other separated stems) are given, where the energy at its
+  fundamental over the note's span is >= 10 dB higher in another stem.
 * velocities follow each note's loudness (RMS over the note, -40..0 dBFS mapped to 31..127).
 
-General MIDI programs (0-based): ``bass`` 33 (Electric Bass, finger), ``other`` 0 (Acoustic Grand Piano),
-``vocals`` 53 (Voice Oohs) — a sustained voice-like patch that renders a sung line recognisably.
+General MIDI programs (0-based, as :data:`stemscribe.midi.GM_PROGRAMS`): ``bass`` 33 (Electric Bass,
+finger), ``other`` 0 (Acoustic Grand Piano), ``vocals`` 53 (Voice Oohs, a voice-like sustained patch);
+``guitar`` 25 and ``piano`` 0 for 6-stem models.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -60,12 +66,13 @@ class DecodeSettings:
     poly_onset: float = 0.5
     poly_frame: float = 0.3
     poly_energy_tol: int = 11
+    poly_unonset: float = 0.7  # note posterior that makes a note without an onset (1 = never)
+    poly_unonset_frames: int = 17  # ... and its minimum length (~200 ms)
     # both
     min_note_frames: int = 6  # ~70 ms
     silence_db: float = -60.0  # note RMS below this (dBFS) is dropped
     relative_silence_db: float = 40.0  # ... and so is one this far below the stem's loud level
     bleed_db: float = 10.0  # another stem this much louder at the note's fundamental -> bleed
-    latency_s: float = 0.0  # subtracted from every note time
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -184,7 +191,7 @@ def _transcribe_prepared(
             features(name if key is not None else None, oy) for name, oy in other_ys.items() if oy.size
         ]
         notes = drop_bleed(notes, feats, other_feats, settings)
-    track.notes = _to_notes(notes, feats, pg.times, settings)
+    track.notes = _to_notes(notes, feats, pg.times)
     report_progress(progress, "transcribe", 1.0, stem=stem)
     return track
 
@@ -251,7 +258,7 @@ class SpectralFeatures:
     fund_power: np.ndarray
 
     @classmethod
-    def compute(cls, y: np.ndarray, times: np.ndarray, *, block: int = 2048) -> "SpectralFeatures":
+    def compute(cls, y: np.ndarray, times: np.ndarray, *, block: int = 2048) -> SpectralFeatures:
         """From mono 22050 Hz audio ``y`` ``(n,)`` at frame centres ``times`` ``(n_frames,)`` s."""
         n_frames = times.size
         rms_db = np.full(n_frames, -120.0, np.float32)
@@ -398,10 +405,10 @@ def _contour_pitch(pg: bp.Posteriorgrams, a: int, b: int, lo: int, hi: int) -> i
     c1 = min((hi + 1 - bp.MIDI_OFFSET) * per + per, pg.contour.shape[1])
     seg = pg.contour[a:b, c0:c1]
     if seg.size == 0:
-        return int(round((lo + hi) / 2))
+        return round((lo + hi) / 2)
     bins = c0 + np.argmax(seg, axis=1)
     weights = seg.max(axis=1) + 1e-6
-    return int(round(bp.MIDI_OFFSET + (float(np.average(bins, weights=weights)) - 1) / per))
+    return round(bp.MIDI_OFFSET + (float(np.average(bins, weights=weights)) - 1) / per)
 
 
 def _drop_outlier_blips(notes: list[RawNote], *, short: int = 13, leap: int = 10, near: int = 43) -> list[RawNote]:
@@ -580,7 +587,7 @@ def _split_reonsets(
         if t - cuts[-1] >= s.min_note_frames and end - t >= s.min_note_frames:
             cuts.append(t)
     cuts.append(end)
-    return [(a, b, k) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [(a, b, k) for a, b in itertools.pairwise(cuts)]
 
 
 def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings) -> list[RawNote]:
@@ -672,8 +679,33 @@ def decode_poly(pg: bp.Posteriorgrams, feats: SpectralFeatures, s: DecodeSetting
             continue
         used[start:end, max(k - 1, 0) : k + 2] = True
         notes.append((start, end, k + bp.MIDI_OFFSET))
+    if s.poly_unonset < 1.0:
+        notes.extend(_notes_without_onsets(note, used, s))
     notes.sort()
     return _drop_octave_ghosts(_merge_vibrato(notes, pg), pg)
+
+
+def _notes_without_onsets(note: np.ndarray, used: np.ndarray, s: DecodeSettings) -> list[RawNote]:
+    """Notes the onset posterior missed (legato, pads, swells): confident note-posterior regions
+    (peak ``>= poly_unonset``) not covered by a note yet, kept when ``>= poly_unonset_frames`` long.
+    Marks them in ``used`` ``(T, 88)``."""
+    remaining = np.where(used, 0.0, note)
+    n_frames = note.shape[0]
+    out: list[RawNote] = []
+    while True:
+        t, k = np.unravel_index(int(np.argmax(remaining)), remaining.shape)
+        if remaining[t, k] < s.poly_unonset:
+            break
+        start, end = t, t + 1
+        while start > 0 and remaining[start - 1, k] >= s.poly_frame:
+            start -= 1
+        while end < n_frames and remaining[end, k] >= s.poly_frame:
+            end += 1
+        remaining[start:end, max(k - 1, 0) : k + 2] = 0.0
+        if end - start >= s.poly_unonset_frames:
+            used[start:end, max(k - 1, 0) : k + 2] = True
+            out.append((int(start), int(end), int(k) + bp.MIDI_OFFSET))
+    return out
 
 
 #: Intervals (semitones, ghost minus real note) where a harmonic of a note or the note a partial
@@ -746,14 +778,14 @@ def drop_bleed(
     return out
 
 
-def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray, s: DecodeSettings) -> list[Note]:
+def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray) -> list[Note]:
+    """Frame-indexed notes to :class:`Note` in seconds, velocity from the note's RMS (-40..0 dBFS -> 31..127)."""
     out = []
     last = times.size - 1
     hop = 1.0 / _FPS
     for a, b, p in sorted(notes):
-        start = float(times[a]) - s.latency_s
-        end = float(times[min(b, last)]) if b <= last else float(times[last]) + hop
-        end -= s.latency_s
+        start = float(times[a])
+        end = float(times[b]) if b <= last else float(times[last]) + hop
         level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
         velocity = int(np.clip(round(127 + 2.4 * level), 1, 127))
         out.append(Note(pitch=int(p), start=max(start, 0.0), end=max(end, start + hop), velocity=velocity))
