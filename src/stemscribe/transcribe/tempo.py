@@ -24,7 +24,8 @@ _MIN_BPM, _MAX_BPM = 40.0, 240.0
 def mono_at(audio: Audio, sr: int) -> np.ndarray:
     """Average the channels of ``audio`` and resample to ``sr``; returns ``(n,)`` float32."""
     x = np.ascontiguousarray(audio.mono(), dtype=np.float32)
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     if audio.sr != sr and x.size:
         import librosa
 
