@@ -116,16 +116,16 @@ def _truncated(p: Path, got: float, expected: float | None, detail: str = "") ->
 # soundfile path
 
 
-def _wav_missing_bytes(p: Path) -> int:
-    """Bytes missing from a RIFF/WAVE ``data`` chunk (its declared size minus what the file holds).
+def _wav_missing_bytes(p: Path) -> tuple[int, int]:
+    """``(missing, declared)`` bytes of a RIFF/WAVE ``data`` chunk (declared size minus what is there).
 
-    libsndfile silently shortens a truncated wav; this restores the check. Returns 0 for other
-    files or streaming headers (size 0 or 0xFFFFFFFF).
+    libsndfile silently shortens a truncated wav; this restores the check. Returns ``(0, 0)`` for
+    other files or streaming headers (size 0 or 0xFFFFFFFF).
     """
     with p.open("rb") as fh:
         head = fh.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return 0
+            return 0, 0
         size = p.stat().st_size
         pos = 12
         while pos + 8 <= size:
@@ -134,10 +134,10 @@ def _wav_missing_bytes(p: Path) -> int:
             cid, clen = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
             if cid == b"data":
                 if clen in (0, 0xFFFFFFFF):
-                    return 0
-                return max(0, clen - (size - pos - 8))
+                    return 0, 0
+                return max(0, clen - (size - pos - 8)), clen
             pos += 8 + clen + (clen & 1)
-    return 0
+    return 0, 0
 
 
 def _load_soundfile(p: Path, strict: bool) -> tuple[np.ndarray, int]:
@@ -161,10 +161,9 @@ def _load_soundfile(p: Path, strict: bool) -> tuple[np.ndarray, int]:
         except (sf.LibsndfileError, RuntimeError) as exc:
             if strict or not got:
                 raise _truncated(p, got / sr, declared / sr if declared > 0 else None, str(exc)) from None
-    missing = _wav_missing_bytes(p) if p.suffix.lower() in (".wav", ".wave") else 0
+    missing, declared_bytes = _wav_missing_bytes(p) if p.suffix.lower() in (".wav", ".wave") else (0, 0)
     if strict and missing > 0:
-        bytes_per_frame = max(1, (p.stat().st_size // max(got, 1)))
-        expected = (got + missing / bytes_per_frame) / sr
+        expected = got / sr * declared_bytes / max(declared_bytes - missing, 1)
         raise _truncated(p, got / sr, expected)
     if strict and declared > 0 and got < declared - max(1, sr // 100):
         raise _truncated(p, got / sr, declared / sr)
