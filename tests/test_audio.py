@@ -233,6 +233,25 @@ def test_truncated_mp3(tmp_path, rng):
     assert audio.load(bad, strict=False).duration < 2.5
 
 
+def test_truncated_raw_mp3_without_length_header(tmp_path, rng):
+    """A CBR mp3 with no Xing/Info header declares no length: the cut-off last frame gives it away."""
+    lameenc = pytest.importorskip("lameenc")
+    enc = lameenc.Encoder()
+    enc.set_bit_rate(128)
+    enc.set_in_sample_rate(SR)
+    enc.set_channels(2)
+    pcm = (noise(rng, 2, 3.0).T * 32767).astype(np.int16)
+    data = bytes(enc.encode(pcm.tobytes()) + enc.flush())
+    whole = tmp_path / "raw.mp3"
+    whole.write_bytes(data)
+    assert abs(audio.load(whole).duration - 3.0) < 0.1
+    cut = tmp_path / "raw_cut.mp3"
+    cut.write_bytes(data[:int(len(data) * 0.6) + 37])
+    with pytest.raises(BadInputError, match="truncated"):
+        audio.load(cut)
+    assert 1.5 < audio.load(cut, strict=False).duration < 2.0
+
+
 def test_truncated_m4a_without_index(tmp_path, rng):
     good = encode_av(tmp_path / "ok.m4a", noise(rng, 2, 2.0), SR, "aac", "ipod")
     with pytest.raises(BadInputError, match="not a readable|truncated"):

@@ -171,6 +171,43 @@ def _load_soundfile(p: Path, strict: bool) -> tuple[np.ndarray, int]:
     return samples, sr
 
 
+_MP3_BITRATES = {  # kbps by (MPEG-1?, bitrate index) for layer III
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_SRATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_cut_mid_frame(p: Path) -> bool:
+    """True when an MPEG layer III stream ends part-way through a frame (an interrupted download).
+
+    Raw mp3 declares no length, so this is the one sign of truncation it carries: walk the frame
+    headers from the start (after an ID3v2 tag) and see whether the last frame runs past the end
+    of the file (ignoring a trailing ID3v1/APE tag). Any unexpected bytes stop the walk (no verdict).
+    """
+    data = p.read_bytes()
+    end = len(data)
+    if end >= 128 and data[end - 128:end - 125] == b"TAG":
+        end -= 128
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        pos = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F))
+    frames = 0
+    while pos + 4 <= end:
+        b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+        if data[pos] != 0xFF or (b1 & 0xE0) != 0xE0 or (b1 >> 1) & 3 != 1:  # sync + layer III
+            return False  # a tag (APE, ID3v1) or anything unexpected: no verdict
+        version = (b1 >> 3) & 3
+        br_idx, sr_idx, pad = b2 >> 4, (b2 >> 2) & 3, (b2 >> 1) & 1
+        if version == 1 or br_idx in (0, 15) or sr_idx == 3:
+            return False  # reserved / free format: no verdict
+        mpeg1 = version == 3
+        length = (144 if mpeg1 else 72) * _MP3_BITRATES[mpeg1][br_idx] * 1000 // _MP3_SRATES[version][sr_idx] + pad
+        pos += length
+        frames += 1
+    return frames > 0 and pos > end
+
+
 # ----------------------------------------------------------------------------------------------
 # PyAV path
 
@@ -222,6 +259,7 @@ def _load_av(p: Path, strict: bool, stream: int) -> tuple[np.ndarray, int]:
         declared = _declared_duration(container, st)
         channels = st.codec_context.channels or (blocks[0].shape[0] if blocks else 1)
         is_mp4 = container.format.name.startswith("mov")
+        codec = container.format.name
     got = sum(b.shape[1] for b in blocks)
     if is_mp4 and declared and sr and error is None:
         # FFmpeg drops AAC's priming samples but not the encoder's end padding; the mp4 header's
@@ -236,6 +274,9 @@ def _load_av(p: Path, strict: bool, stream: int) -> tuple[np.ndarray, int]:
         raise _truncated(p, got / sr, declared, error)
     if strict and declared and sr and got / sr < declared - (0.25 + 0.005 * declared):
         raise _truncated(p, got / sr, declared)
+    if strict and codec == "mp3" and _mp3_cut_mid_frame(p):
+        raise BadInputError(f"{p} is truncated: it ends part-way through an mp3 frame after {got / sr:.2f} s; "
+                            "re-export or re-download the file")
     samples = np.concatenate(blocks, axis=1) if blocks else np.zeros((channels, 0), np.float32)
     return np.ascontiguousarray(samples, dtype=np.float32), int(sr)
 
