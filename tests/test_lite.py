@@ -135,7 +135,7 @@ def test_vocal_tone_goes_to_vocals_and_drum_loop_to_drums(sep):
 
 
 def test_chunked_separation_equals_one_pass(sep, monkeypatch):
-    import stemscribe.separate.lite as lite
+    from stemscribe.separate import lite
 
     rng = np.random.default_rng(3)
     x = 0.1 * rng.standard_normal((2, 3 * SR)).astype(np.float32)

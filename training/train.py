@@ -41,7 +41,7 @@ def _load_lite_net():
 _net = _load_lite_net()
 LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
 
-import export as export_mod  # noqa: E402
+import export as export_mod
 
 CACHE = ROOT / "cache" / "musdb"
 STEMS = ("drums", "bass", "other", "vocals")
@@ -72,7 +72,7 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) 
         for s in range(4):
             clip = clips.arrays[base if coherent else int(rng.integers(len(clips)))]
             speed = 1.0 if coherent or rng.random() < 0.5 else float(rng.uniform(0.88, 1.12))
-            need = int(math.ceil(length * speed)) + 2
+            need = math.ceil(length * speed) + 2
             n = clip.shape[-1]
             if n <= need:
                 seg = np.asarray(clip[s + 1], np.float32)
@@ -149,6 +149,24 @@ def loss_fn(net: LiteNet, stems: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def init_input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, length: int, batches: int = 8) -> None:
+    """Set the input normalisation to the per-bin mean / std of the compressed mixture magnitudes.
+
+    Without it the all-positive features' mean dominates the encoder, its output hardly changes over
+    time, and the network settles on time-invariant masks (seen in the first run)."""
+    feats = []
+    for _ in range(batches):
+        stems = torch.from_numpy(make_batch(clips, rng, 4, length))
+        spec = net.stft(net.frame(stems.sum(1)))
+        mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (net.power / 2)
+        b, c, t, f = mag.shape
+        feats.append(mag.permute(0, 2, 1, 3).reshape(b * t, c * f))
+    x = torch.cat(feats)
+    net.in_mean.copy_(x.mean(0))
+    net.in_scale.copy_(1.0 / (x.std(0) + 1e-3))
+
+
+@torch.no_grad()
 def validate(net: LiteNet, clips: Clips) -> dict[str, float]:
     """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
     net.eval()
@@ -208,6 +226,8 @@ def main() -> None:
         step, seconds, best = state["step"], state["seconds"], state["best"]
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed from {last} at step {step} ({seconds / 3600:.2f} h trained, best avg {best:.2f} dB)", flush=True)
+    else:
+        init_input_stats(net, train, rng, int(args.seconds * net.config["sr"]))
     for group in opt.param_groups:
         group["lr"] = args.lr
     print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips", flush=True)

@@ -18,16 +18,17 @@ import json
 import struct
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 import numpy as np
 
 from .errors import BadArgumentError, BadInputError
 from .types import Progress, report_progress
 
-__all__ = ["VocalActivity", "file_blocks", "stdin_blocks", "read_wav_header", "run_live", "SR"]
+__all__ = ["SR", "VocalActivity", "file_blocks", "read_wav_header", "run_live", "stdin_blocks"]
 
 #: the rate live mode works at (the lite model's rate)
 SR = 44100
@@ -59,7 +60,7 @@ class VocalActivity:
         self._voc.append(vocals)
         self._mix.append(mixture)
         self._pending += vocals.shape[-1]
-        hop = int(round(self.hop_s * self.sr))
+        hop = round(self.hop_s * self.sr)
         if self._pending >= hop:
             voc, mix = np.concatenate(self._voc, axis=-1), np.concatenate(self._mix, axis=-1)
             n = voc.shape[-1] // hop
@@ -81,7 +82,7 @@ class VocalActivity:
     def segments(self) -> list[dict[str, float]]:
         """Sung passages ``[{"start": s, "end": s}]`` in seconds."""
         active = [r >= self.threshold and lv > self.floor_db for r, lv in zip(self.ratios, self.levels_db)]
-        min_frames = max(1, int(round(self.min_s / self.hop_s)))
+        min_frames = max(1, round(self.min_s / self.hop_s))
         runs, start = [], None
         for i, a in enumerate(active + [False]):
             if a and start is None:

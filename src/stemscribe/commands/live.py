@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1.0 <= args.block_ms <= 1000.0:
         raise BadArgumentError(f"--block-ms must be between 1 and 1000, got {args.block_ms:g}")
-    block = max(1, int(round(args.block_ms * SR / 1000)))
+    block = max(1, round(args.block_ms * SR / 1000))
     duration = None
     if args.input == "-":
         stream = sys.stdin.buffer

@@ -24,7 +24,7 @@ from ..errors import BadInputError, ModelUnavailableError
 from ..types import Audio, Progress, report_progress
 from .base import Separator
 
-__all__ = ["LiteSeparator", "LiteStreamer", "load_lite", "lite_info", "MODEL_DIR"]
+__all__ = ["MODEL_DIR", "LiteSeparator", "LiteStreamer", "lite_info", "load_lite"]
 
 #: where the shipped weights live
 MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
@@ -36,8 +36,8 @@ _CHUNK = 10 * 44100
 
 
 def _manifest_path(weights: Path) -> Path:
-    return weights.with_name(weights.name[: -len(".safetensors")] + ".json") if weights.name.endswith(
-        ".safetensors") else weights.with_suffix(".json")
+    """``name.safetensors`` -> ``name.json`` beside it."""
+    return weights.with_suffix(".json")
 
 
 def _read_manifest(weights: Path) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def lite_info() -> dict[str, Any]:
     return info
 
 
-def load_lite(*, weights: str | os.PathLike[str] | None = None) -> "LiteSeparator":
+def load_lite(*, weights: str | os.PathLike[str] | None = None) -> LiteSeparator:
     """Load the lite model (default: the package's weights), checking its sha256.
 
     ``weights``: another ``.safetensors`` file with its ``.json`` manifest beside it.
@@ -124,7 +124,7 @@ def load_lite(*, weights: str | os.PathLike[str] | None = None) -> "LiteSeparato
         tensors = load_tensors(data)
         net = LiteNet(manifest["config"])
         net.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
-    except Exception as exc:  # any mismatch between file and config means the model is unusable
+    except Exception as exc:  # noqa: BLE001  (any mismatch between file and config: unusable)
         raise ModelUnavailableError(f"lite model weights {path} could not be loaded ({exc}); {_REINSTALL}") from None
     net.eval()
     return LiteSeparator(net, manifest)
@@ -138,7 +138,7 @@ class LiteStreamer:
     plus the block length.  ``flush()`` returns the rest, so total output length equals total input.
     """
 
-    def __init__(self, sep: "LiteSeparator", channels: int = 2) -> None:
+    def __init__(self, sep: LiteSeparator, channels: int = 2) -> None:
         from .lite_net import LiteStream
 
         if channels not in (1, 2):

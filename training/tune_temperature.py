@@ -1,0 +1,33 @@
+"""Pick the inference softmax temperature on the held-out clips for a checkpoint.
+
+    python training/tune_temperature.py training/checkpoints/best.pt [--set 0.6,0.8,1.0,1.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--set", default="0.6,0.8,1.0,1.25")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    valid = train.Clips("valid")
+    for t in (float(v) for v in args.set.split(",")):
+        net = train.LiteNet({**ckpt["config"], "temperature": t})
+        net.load_state_dict(ckpt["model"])
+        print(t, {k: round(v, 2) for k, v in train.validate(net, valid).items()}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
