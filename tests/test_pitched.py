@@ -199,6 +199,8 @@ def test_bad_arguments():
         transcribe_pitched(audio, stem="kazoo")
     with pytest.raises(BadInputError):
         transcribe_pitched(np.zeros(SR), stem="bass")  # type: ignore[arg-type]
+    with pytest.raises(BadArgumentError, match="others"):
+        transcribe_pitched(audio, stem="bass", others=[audio])  # type: ignore[arg-type]
     with pytest.raises(BadInputError, match="NaN"):
         transcribe_pitched(Audio(np.full((1, SR), np.nan, np.float32), SR), stem="bass")
 
@@ -265,3 +267,12 @@ def test_played_octave_leaps_in_a_bass_line_are_kept():
     notes = transcribe_pitched(Audio(y, SR), stem="bass").notes
     assert [n.pitch for n in notes] == [p for p, _ in line]
     assert onsets_match(notes, line, tol=0.04)
+
+
+def test_real_unison_double_under_a_louder_stem_is_kept():
+    rng = np.random.default_rng(15)
+    # a piano-like chord tone in 'other' on the pitch the (much louder) voice is singing
+    vocal = tone(67, 0.3, 1.6, 2.5, amp=0.6, vibrato_cents=30, rng=rng)
+    other = sum(tone(p, 0.8, 0.9, 2.5, amp=0.12, decay=0.4, rng=rng) for p in (60, 64, 67))
+    track = transcribe_pitched(Audio(other, SR), stem="other", others={"vocals": Audio(vocal, SR)})
+    assert {60, 64, 67} <= {n.pitch for n in track.notes}

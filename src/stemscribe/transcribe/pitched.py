@@ -17,7 +17,8 @@ The note model is basic-pitch's (run by :mod:`.basic_pitch_onnx`); the decoding 
   removed.
 * bleed and silence: a note is dropped where the stem is near-silent (below -60 dBFS or 40 dB under
   its loud level), and, when ``others`` (the other separated stems) are given, where the energy at its
-  fundamental over the note's span is >= 10 dB higher in another stem.
+  fundamental over the note's span is >= 10 dB higher in another stem and its level follows that
+  stem's (leakage is a scaled copy; a real note doubling a louder one in unison has its own envelope).
 * velocities follow each note's loudness (RMS over the note, -40..0 dBFS mapped to 31..127).
 
 General MIDI programs (0-based, as :data:`stemscribe.midi.GM_PROGRAMS`): ``bass`` 33 (Electric Bass,
@@ -72,7 +73,8 @@ class DecodeSettings:
     min_note_frames: int = 6  # ~70 ms
     silence_db: float = -60.0  # note RMS below this (dBFS) is dropped
     relative_silence_db: float = 40.0  # ... and so is one this far below the stem's loud level
-    bleed_db: float = 10.0  # another stem this much louder at the note's fundamental -> bleed
+    bleed_db: float = 10.0  # another stem this much louder at the note's fundamental -> bleed ...
+    bleed_corr: float = 0.5  # ... if the note's level follows that stem's (log-envelope correlation)
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -100,6 +102,8 @@ def transcribe_pitched(
         The notes sorted by start time, with the stem's General MIDI program.
     """
     stem = _check_stem(stem)
+    if others is not None and not isinstance(others, Mapping):
+        raise BadArgumentError("others must map stem names to Audio, e.g. {'vocals': audio}")
     y = _prepare(audio, stem)
     other_ys = {
         name: _prepare(a, name) for name, a in (others or {}).items() if name != stem and a is not None
@@ -760,10 +764,15 @@ def drop_bleed(
     others: list[SpectralFeatures],
     s: DecodeSettings = DEFAULT_SETTINGS,
 ) -> list[RawNote]:
-    """Drop notes whose fundamental carries clearly (``bleed_db``) more energy in another stem.
+    """Drop notes that are another stem leaking into this one.
 
-    Compared at the fundamental alone: harmonic sums make a real note collide with the overtones of
-    another stem's lower notes (measured on the devset: more real notes lost, no more bleed caught).
+    A note is bleed when, over its span, the energy at its fundamental is ``bleed_db`` (10 dB) or
+    more higher in another stem *and* its level follows that stem's (log-energy envelopes over the
+    note and the 5 frames before it correlate >= ``bleed_corr``): leakage is a scaled copy of the
+    source, while a real note doubling a louder one in unison (a pad on the sung melody) has its own
+    attack and decay. Fundamentals rather than harmonic sums: sums make real notes collide with the
+    overtones of another stem's lower notes (measured on the devset: more real notes lost, no more
+    bleed caught).
     """
     if not notes or not others:
         return notes
@@ -771,11 +780,27 @@ def drop_bleed(
     out = []
     for a, b, p in notes:
         k = p - bp.MIDI_OFFSET
-        own = float(feats.fund_power[a:b, k].mean())
-        other = max(float(o.fund_power[a:b, k].mean()) for o in others)
-        if other <= ratio * own:
+        own = feats.fund_power[:, k]
+        own_mean = float(own[a:b].mean())
+        bleed = False
+        for o in others:
+            theirs = o.fund_power[:, k]
+            if float(theirs[a:b].mean()) > ratio * own_mean:
+                lo = max(a - 5, 0)
+                bleed = _log_corr(own[lo:b], theirs[lo:b]) >= s.bleed_corr
+                if bleed:
+                    break
+        if not bleed:
             out.append((a, b, p))
     return out
+
+
+def _log_corr(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of ``log(x)`` and ``log(y)`` (both ``(n,)``); 1 when too short or flat to tell."""
+    u, v = np.log10(x + 1e-10), np.log10(y + 1e-10)
+    if u.size < 5 or u.std() < 1e-6 or v.std() < 1e-6:
+        return 1.0
+    return float(np.corrcoef(u, v)[0, 1])
 
 
 def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray) -> list[Note]:
