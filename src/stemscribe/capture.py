@@ -15,7 +15,8 @@
 4. gives each take the velocity its level implies (100 for the usual level of its register, more or
    less along the sampler's ``(v/127)^2`` curve), splits these into up to three layers (quantiles) and
    keeps the best take per pitch and layer (most periodic, longest held, with a complete release);
-5. finds loop points for sustained takes (level falling by less than 10 dB/s while held): a loop end at
+5. finds loop points for sustained takes (held >= 0.15 s, level falling by less than 10 dB/s after the
+   attack): a loop end at
    a rising zero crossing near the end of the held part and a loop start a whole number of periods
    earlier at the lag with the highest autocorrelation, again on a rising zero crossing, with a 10 ms
    crossfade written into the sample so the loop is seamless in any sampler;
@@ -439,6 +440,12 @@ def capture_instrument(
     kept = sorted(best.values(), key=lambda t: (t.pitch, t.layer))
     for t in kept:
         _make_loop(t, sr)
+    # a layer's take that is short and cannot loop would cut long notes off: where another layer has a
+    # take of that pitch at least twice as long (or looping), that layer borrows it instead
+    longest: dict[int, float] = {}
+    for t in kept:
+        longest[t.pitch] = max(longest.get(t.pitch, 0.0), math.inf if t.loop else t.held)
+    kept = [t for t in kept if t.loop or t.held >= 0.5 * longest[t.pitch]]
     peak = max(float(np.max(np.abs(t.data))) for t in kept)
     norm = 0.89 / peak if peak > 0 else 1.0
     for t in kept:
@@ -463,15 +470,19 @@ def capture_instrument(
 
 
 def _make_loop(t: Take, sr: int) -> None:
-    """Decide whether ``t`` is sustained and, if so, set its loop points."""
+    """Decide whether ``t`` is sustained and, if so, set its loop points.
+
+    Sustained: held at least 0.15 s, and after the attack (peak + 30 ms, at least 60 ms in) the level
+    falls by less than 10 dB/s over at least 60 ms.
+    """
     held_n = int(t.held * sr)
-    if t.held < 0.25:
+    if t.held < 0.15:
         return
-    db, hop = _rms_db(t.data[:held_n], sr, 0.02, 0.01)
+    db, hop = _rms_db(t.data[:held_n], sr, 0.02, 0.005)
     k_peak = int(np.argmax(db[: max(int(0.3 * sr / hop), 1)]))
-    s0 = max(k_peak + int(0.05 * sr / hop), int(0.1 * sr / hop))
-    s1 = len(db) - int(0.02 * sr / hop)
-    if s1 - s0 < int(0.15 * sr / hop):
+    s0 = max(k_peak + int(0.03 * sr / hop), int(0.06 * sr / hop))
+    s1 = len(db) - int(0.01 * sr / hop)
+    if s1 - s0 < int(0.06 * sr / hop):
         return
     tt = np.arange(s0, s1) * hop / sr
     slope = float(np.polyfit(tt, db[s0:s1], 1)[0])
@@ -479,7 +490,7 @@ def _make_loop(t: Take, sr: int) -> None:
         return
     t.sustained = True
     f0 = 440.0 * 2.0 ** ((t.pitch - 69 - t.tune / 100.0) / 12.0)
-    t.loop = find_loop(t.data, sr, f0, s0 * hop, min(held_n - int(0.02 * sr), len(t.data)))
+    t.loop = find_loop(t.data, sr, f0, s0 * hop, min(held_n - int(0.01 * sr), len(t.data)))
 
 
 def _map_keys(
