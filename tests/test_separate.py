@@ -47,6 +47,9 @@ def test_chunk_spans_cover_and_overlap(n, chunk, overlap):
     for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
         assert e0 - s1 == overlap and e1 > e0
     assert all(0 < e - s <= chunk for s, e in spans)
+    lengths = [e - s for s, e in spans]
+    assert max(lengths) - min(lengths) <= len(spans)  # balanced: no tiny last chunk
+    assert len(spans) == (1 if n <= chunk else -(-(n - overlap) // (chunk - overlap)))
 
 
 def test_chunk_spans_rejects_bad_layout():

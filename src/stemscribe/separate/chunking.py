@@ -20,19 +20,16 @@ __all__ = ["chunk_spans", "overlap_add"]
 def chunk_spans(n: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
     """Half-open spans ``[start, end)`` covering ``0..n``; neighbours share ``overlap`` samples.
 
-    Every span has at most ``chunk`` samples and more than ``overlap`` samples.
+    Uses as few spans as possible, all of (nearly) equal length and at most ``chunk`` samples, so
+    no short last chunk wastes a model call on padding.
     """
     if chunk <= 0 or overlap < 0 or overlap >= chunk:
         raise ValueError(f"need chunk > overlap >= 0, got chunk={chunk}, overlap={overlap}")
     if n <= chunk:
         return [(0, n)]
-    spans, start = [], 0
-    while True:
-        end = min(start + chunk, n)
-        spans.append((start, end))
-        if end >= n:
-            return spans
-        start = end - overlap
+    k = -(-(n - overlap) // (chunk - overlap))  # fewest spans of <= chunk samples
+    length = -(-(n + (k - 1) * overlap) // k)  # equal lengths that still cover n
+    return [(i * (length - overlap), min(i * (length - overlap) + length, n)) for i in range(k)]
 
 
 def overlap_add(
