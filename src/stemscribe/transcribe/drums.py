@@ -43,16 +43,28 @@ _FAMILIES = ("kick", "snare", "hat")
 _PRESENT = {"kick": 0.25, "snare": 0.25, "hat": 0.1}
 #: Lower bound of each family's reference level, as a fraction of the loudest events' total.
 _FLOOR = np.array([0.06, 0.12, 0.04])
+#: Decay (s, -15 dB) of the high band above which a hit is an open hi-hat, a crash, or — when
+#: it is at least _LOUD_CRASH times the typical hi-hat — a crash already from _LOUD_CRASH_DECAY.
+_OPEN_DECAY, _CRASH_DECAY, _LOUD_CRASH_DECAY, _LOUD_CRASH = 0.17, 0.8, 0.45, 0.7
 #: How much a hi-hat or cymbal onset must raise the 8-20 kHz band (dB).
 _HAT_RISE_DB = 2.0
 #: Frequencies (Hz) below which the kick, snare and hi-hat templates adapt to the song.
 _ADAPT_BELOW_HZ = (6000.0, 9000.0, 30000.0)
 #: A snare on the same onset as a kick must reach this fraction of the song's typical snare.
 _SNARE_WITH_KICK = 0.4
-#: Tom detection: confident snares and kicks (fraction of typical) set their pitches; a
-#: snare-family hit (with at most a weak kick share) whose body is more than this many
-#: semitones away from them is a tom; a snare at full strength alongside it is kept.
-_CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 5.0, 0.75
+#: A kick on the same onset as a confident snare must reach this fraction of the typical kick.
+_KICK_WITH_SNARE = 0.4
+#: Tom detection: confident snares and kicks (fraction of typical) set their pitches; an onset
+#: with a weak kick share and less than a full snare whose body is more than this many
+#: semitones away from both is a tom.
+_CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 3.5, 0.75
+#: A tom's onset must carry at least this kick or snare share; a hi-hat on it must be this strong.
+_TOM_SHELL, _HAT_WITH_TOM = 0.2, 1.2
+#: How many confident hits set the snare and kick pitches.
+_PITCH_SAMPLES = 40
+#: A tom rings this much (dB) longer than the song's snare, measured over these frames after onset.
+_TOM_SUSTAIN_DB = 4.0
+_SUSTAIN_FRAMES = (10, 20)
 #: Lowest tom body frequency (Hz); below it is kick territory.
 _MIN_TOM_HZ = 70.0
 _BODY_N = 4096
@@ -90,7 +102,8 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
     added = _added_energy(M, frames)
     W, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
-    track.notes = _notes(frames, A, high, x / peak)
+    low = M[(freqs > 60) & (freqs < 400)].sum(axis=0)
+    track.notes = _notes(frames, A, high, low, x / peak)
     report_progress(progress, "transcribe", 1.0, stem="drums")
     return track.sorted()
 
@@ -236,25 +249,38 @@ def _body_pitch(x: np.ndarray, frame: int) -> float:
     start = max(0, frame * _HOP - _N_FFT // 4)
     seg = x[start : start + _BODY_N]
     seg = np.pad(seg, (0, _BODY_N - seg.size)) * np.hanning(_BODY_N)
-    spec = np.abs(np.fft.rfft(seg))
-    f = np.fft.rfftfreq(_BODY_N, 1.0 / _SR)
-    sel = (f > 50) & (f < 500)
-    return float(f[sel][int(np.argmax(spec[sel]))])
+    spec = np.log(np.abs(np.fft.rfft(seg)) + 1e-12)
+    lo, hi = int(50 * _BODY_N / _SR), int(500 * _BODY_N / _SR)
+    k = lo + int(np.argmax(spec[lo:hi]))
+    # Parabolic interpolation between bins (10.8 Hz apart) for a pitch good to a semitone.
+    a, b, c = spec[k - 1], spec[k], spec[k + 1]
+    offset = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+    return float((k + offset) * _SR / _BODY_N)
 
 
-def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """GM tom pitch per event (0 where none): snare-family hits whose body is far from the snare's.
+def _sustain_db(low: np.ndarray, frames: np.ndarray, i: int) -> float | None:
+    """Level (dB) of the shell band ``low`` ``(T,)`` 60-115 ms after onset ``i`` relative to its attack;
+    None when the next onset comes too soon to tell."""
+    f = int(frames[i])
+    stop = min(f + _SUSTAIN_FRAMES[1], int(frames[i + 1]) - 1 if i + 1 < frames.size else low.size)
+    start = f + _SUSTAIN_FRAMES[0]
+    if stop - start < 3:
+        return None
+    peak = float(low[f : f + _ATTACK + 2].max()) + 1e-12
+    return float(10 * np.log10(low[start:stop].mean() / peak + 1e-12))
 
-    A tom's noise and attack look like a snare (and its low shell partly like a kick) to the
-    decomposition, but its shell rings at its own pitch.  The song's snare and kick pitches are
-    the median bodies of their confident hits; a hit with a weak kick share counts if its body
-    is far from the kick's too.
+
+def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """GM tom pitch per event (0 where none): drum hits whose shell rings unlike the snare's.
+
+    To the decomposition a tom is a mix of the other families: its shell partly a kick or a
+    snare, its stick attack partly a snare or a hi-hat.  What gives it away is the shell: it
+    rings longer than a snare's (wires damp the snare) and at its own pitch.  The song's snare
+    and kick are described by their confident hits; an onset with some kick/snare energy but no
+    confident kick or full snare, that rings clearly longer than the snare or at a pitch far from
+    it (and far from the kick), is a tom.  ``low`` ``(T,)`` is the 60-400 Hz mel energy.
     """
     toms = np.zeros(frames.size, dtype=int)
-    weak_kick = rel[0] < _WEAK_KICK
-    cand = np.flatnonzero(present[1] & weak_kick)
-    if cand.size == 0:
-        return toms
     cache: dict[int, float] = {}
 
     def body(i: int) -> float:
@@ -265,26 +291,32 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     def far(f0: float, ref: float) -> bool:
         return abs(12 * np.log2(f0 / ref)) > _TOM_SEMITONES
 
-    snares = [body(i) for i in np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))]
-    if len(snares) < 3:
+    confident_snares = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))[:_PITCH_SAMPLES]
+    if confident_snares.size < 3:
         return toms
-    snare_pitch = float(np.median(snares))
-    kicks = [body(i) for i in np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:50]]
-    kick_pitch = float(np.median(kicks)) if len(kicks) >= 3 else None
+    snare_pitch = float(np.median([body(i) for i in confident_snares]))
+    sus = [d for d in (_sustain_db(low, frames, int(i)) for i in confident_snares) if d is not None]
+    snare_sustain = float(np.median(sus)) if len(sus) >= 3 else None
+    confident_kicks = np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:_PITCH_SAMPLES]
+    kick_pitch = float(np.median([body(i) for i in confident_kicks])) if confident_kicks.size >= 3 else None
+    shell = np.maximum(rel[0], rel[1])
+    cand = np.flatnonzero((shell >= _TOM_SHELL) & (rel[0] < _WEAK_KICK) & (rel[1] < _SNARE_WITH_TOM))
     for i in cand:
         f0 = body(int(i))
-        if not far(f0, snare_pitch):
-            continue
         # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick.
         if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)):
             continue
-        toms[i] = LOW_TOM if f0 < 100 else (MID_TOM if f0 < 150 else HIGH_TOM)
+        d = _sustain_db(low, frames, int(i))
+        rings = snare_sustain is not None and d is not None and d > snare_sustain + _TOM_SUSTAIN_DB
+        if rings or far(f0, snare_pitch):
+            toms[i] = LOW_TOM if f0 < 100 else (MID_TOM if f0 < 150 else HIGH_TOM)
     return toms
 
 
-def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, x: np.ndarray) -> list[Note]:
+def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray, x: np.ndarray) -> list[Note]:
     """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
-    ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``x`` ``(n,)`` the normalised signal."""
+    ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``low`` ``(T,)`` the 60-400 Hz mel energy,
+    ``x`` ``(n,)`` the normalised signal."""
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
@@ -292,7 +324,10 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, x: np.ndarray) -
     rel = A / (refs[:, None] + 1e-12)
     present = rel > np.array([_PRESENT[f] for f in _FAMILIES])[:, None]
     # A kick's beater click leaks into the snare family in proportion to the kick: ask more then.
+    # ... and a snare's body leaks into the kick family: a kick under a full snare must be clear.
+    kick_ok = ~(present[1] & (rel[1] >= _CONFIDENT)) | (rel[0] > _KICK_WITH_SNARE)
     present[1] &= ~present[0] | (rel[1] > _SNARE_WITH_KICK)
+    present[0] &= kick_ok
     # Flutter in a ringing cymbal makes weak onsets: a hi-hat must lift the high band audibly.
     T = high.size
     after = np.array([high[f : f + _ATTACK + 1].max() for f in frames])
@@ -301,15 +336,17 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, x: np.ndarray) -
     metal = np.full(frames.size, CLOSED_HAT)
     for i in np.flatnonzero(present[2]):
         d = _decay_time(high, int(frames[i]))
-        metal[i] = CLOSED_HAT if d < 0.2 else (OPEN_HAT if d < 0.8 else CRASH)
+        crash = d >= _CRASH_DECAY or (d >= _LOUD_CRASH_DECAY and rel[2, i] >= _LOUD_CRASH)
+        metal[i] = CRASH if crash else (CLOSED_HAT if d < _OPEN_DECAY else OPEN_HAT)
     # A crash's broadband wash looks partly like a snare: ask more of a snare under a crash.
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
-    toms = _find_toms(present, rel, frames, x)
+    toms = _find_toms(present, rel, frames, x, low)
     is_tom = toms > 0
-    # A tom takes over the snare family's hit, unless the snare is at full strength (both played).
-    tom_vel = _velocity(A[1, is_tom], float(refs[1]))
-    present[1] &= ~is_tom | (rel[1] >= _SNARE_WITH_TOM)
-    present[0] &= ~is_tom
+    # A tom takes over the kick and snare shares of its onset, and its stick attack the
+    # hi-hat's (hands on the toms rarely also play the hi-hat), unless that is very strong.
+    tom_vel = _velocity(A[0, is_tom] + A[1, is_tom], float(refs[1]))
+    present[:2] &= ~is_tom
+    present[2] &= ~is_tom | (rel[2] >= _HAT_WITH_TOM)
     notes: list[Note] = [
         Note(int(toms[i]), float(times[i]), float(times[i]) + _NOTE_LENGTH, int(v))
         for i, v in zip(np.flatnonzero(is_tom), tom_vel)
