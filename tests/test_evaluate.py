@@ -265,6 +265,9 @@ def test_evaluate_separation_oracle_and_silent(tiny_dataset):
         assert bad["summary"][stem]["sdr_mean"] == pytest.approx(0.0, abs=1e-6)
         assert math.isnan(bad["summary"][stem]["museval_sdr"])  # every frame has a silent estimate
     assert bad["rtf"]["separate"] >= 0 and "museval" in bad["conventions"]["museval_sdr"]
+    # the no-ground-truth bleed estimate rides along, for checking the report against the truth
+    assert all(0.0 <= v["report_bleed"] <= 1.0 for r in good["songs"] for v in r["stems"].values())
+    assert good["report_check"]["n"] == 8
 
 
 def test_evaluate_transcription_with_given_transcriber(tiny_dataset):
@@ -289,6 +292,7 @@ def test_evaluate_transcription_with_given_transcriber(tiny_dataset):
     assert shifted["summary"]["true"]["vocals"]["onset"]["f1"] < r["summary"]["true"]["vocals"]["onset"]["f1"]
     assert shifted["summary"]["true"]["drums"]["f1"] == 0.0
     assert r["songs"][0]["tempo"]["reference"] == 120.0
+    assert r["report_check"]["n"] == 4 and "report_midi_score" in r["songs"][0]["results"]["true"]["vocals"]
     with pytest.raises(BadArgumentError):
         ev.evaluate_transcription(root, source="nope")
 

@@ -52,7 +52,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import BadArgumentError, BadInputError
-from .types import STEM_NAMES, Audio, Note, NoteTrack, Progress, report_progress
+from .report import quality_report
+from .types import STEM_NAMES, Audio, BeatGrid, Note, NoteTrack, Progress, report_progress
 
 #: epsilon of the whole-clip SDR (MDX 2021 challenge convention)
 SDR_EPS = 1e-7
@@ -426,6 +427,7 @@ def evaluate_separation(
         ref_arr = np.stack([_as_2d(refs[s]) for s in names])
         est_arr = np.stack([align(refs[s].samples, est[s].samples) for s in names])
         frames = framewise_sdr(ref_arr, est_arr, sr=refs[names[0]].sr)
+        bleed = quality_report({s: est[s] for s in names}, {}, BeatGrid(120.0))["stems"]
         stems = {}
         for i, s in enumerate(names):
             silent = not np.any(ref_arr[i])
@@ -434,6 +436,7 @@ def evaluate_separation(
                 "museval_sdr": nanmedian(frames[i]),
                 "museval_frames": int(np.sum(~np.isnan(frames[i]))),
                 "reference_silent": silent,
+                "report_bleed": bleed[s]["bleed"]["estimate"],
             }
         clock.add("score", t0)
         rows.append({"name": song.name, "duration": mixture.duration, "stems": stems})
@@ -449,6 +452,7 @@ def evaluate_separation(
             "museval_sdr": nanmedian(v["museval_sdr"] for v in vals),
             "songs": len(vals),
         }
+    pairs = [(v["report_bleed"], v["sdr"]) for r in rows for v in r["stems"].values() if not v["reference_silent"]]
     return {
         "task": "separation",
         "dataset": str(dataset) if isinstance(dataset, (str, Path)) else None,
@@ -456,6 +460,12 @@ def evaluate_separation(
         "conventions": {"sdr": SDR_CONVENTION, "museval_sdr": MUSEVAL_CONVENTION},
         "songs": rows,
         "summary": summary,
+        "report_check": {
+            "what": "Pearson correlation, over every (song, stem), between the quality report's bleed estimate "
+            "(no ground truth) and the true whole-clip SDR (negative = more estimated bleed, lower SDR)",
+            "pearson": _pearson(pairs),
+            "n": len(pairs),
+        },
         "seconds": clock.seconds,
         "audio_seconds": total,
         "rtf": _rtf(clock.seconds, total),
@@ -523,12 +533,10 @@ def evaluate_transcription(
             clock.add("separate", t0)
         row: dict[str, Any] = {"name": song.name, "duration": mixture.duration, "results": {}}
         t0 = time.perf_counter()
-        try:
-            from .transcribe.tempo import estimate_beats
+        from .transcribe.tempo import estimate_beats
 
-            tempo_est = float(estimate_beats(mixture).tempo)
-        except ImportError:  # pragma: no cover - tempo module not installed
-            tempo_est = float("nan")
+        grid = estimate_beats(mixture)
+        tempo_est = float(grid.tempo)
         clock.add("tempo", t0)
         ref_tempo = song.meta.get("tempo")
         row["tempo"] = {
@@ -539,17 +547,28 @@ def evaluate_transcription(
         for kind in kinds:
             stems = audio_by_kind[kind]
             res = {}
+            tracks = {}
             for stem in (s for s in STEM_NAMES if s in song.midi and s in stems):
                 ref = song.load_midi(stem)
                 others = {s: a for s, a in stems.items() if s != stem}
                 t0 = time.perf_counter()
-                est = transcriber(stem, stems[stem], others)
+                est = tracks[stem] = transcriber(stem, stems[stem], others)
                 clock.add(f"transcribe_{stem}", t0)
                 res[stem] = drum_scores(ref, est) if stem == "drums" else note_scores(ref, est)
+            t0 = time.perf_counter()
+            quality = quality_report({s: stems[s] for s in tracks}, tracks, grid)["stems"]
+            clock.add("report", t0)
+            for stem, q in quality.items():
+                res[stem]["report_midi_score"] = (q["midi"] or {}).get("score")
             row["results"][kind] = res
         rows.append(row)
     report_progress(progress, "eval", 1.0)
     errors = [r["tempo"]["error_bpm"] for r in rows if r["tempo"]["error_bpm"] is not None]
+    pairs = [
+        (v["report_midi_score"], v["all"]["f1"] if stem == "drums" else v["onset"]["f1"])
+        for r in rows for res in r["results"].values() for stem, v in res.items()
+        if v.get("report_midi_score") is not None
+    ]
     return {
         "task": "transcription",
         "dataset": str(dataset) if isinstance(dataset, (str, Path)) else None,
@@ -565,6 +584,12 @@ def evaluate_transcription(
         },
         "songs": rows,
         "summary": _summarise_transcription(rows, kinds),
+        "report_check": {
+            "what": "Pearson correlation, over every (song, source, stem), between the quality report's MIDI "
+            "consistency score (no ground truth) and the true onset F1",
+            "pearson": _pearson(pairs),
+            "n": len(pairs),
+        },
         "tempo": {
             "mean_abs_error_bpm": _mean(errors),
             "within_2bpm": float(np.mean([e <= 2.0 for e in errors])) if errors else float("nan"),
@@ -574,6 +599,15 @@ def evaluate_transcription(
         "audio_seconds": total,
         "rtf": _rtf(clock.seconds, total),
     }
+
+
+def _pearson(pairs: Sequence[tuple[float, float]]) -> float:
+    if len(pairs) < 3:
+        return float("nan")
+    a = np.array(pairs, dtype=float)
+    if np.std(a[:, 0]) == 0 or np.std(a[:, 1]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])
 
 
 def _pooled(scores: Sequence[Mapping[str, Any]]) -> float:
@@ -687,6 +721,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         t = results["tempo"]
         lines += ["", f"Tempo: mean absolute error {_fmt(t['mean_abs_error_bpm'], 2)} BPM, "
                   f"within 2 BPM on {_fmt(t['within_2bpm'], 2)} of {t['songs']} songs."]
+    check = results.get("report_check")
+    if check:
+        lines += ["", f"Quality report check: {check['what']}: r = {_fmt(check['pearson'], 2)} (n = {check['n']})."]
     lines += ["", "Real-time factor (seconds of work per second of audio, 1 = real time):", ""]
     lines += ["| stage | RTF |", "|---|---:|"] + [f"| {k} | {_fmt(v, 4)} |" for k, v in results["rtf"].items()]
     return "\n".join(lines) + "\n"
