@@ -422,7 +422,11 @@ def midi_consistency(
         rows.append({"bar": k + 1, "start": s, "end": e, "score": score, "onset_f1": f1, "similarity": sim, "reason": reason})
     if not rows:
         return {"score": None, "onset_f1": None, "similarity": None, "bars_checked": 0, "n_bars": len(bars), "flagged_bars": []}
-    mean = lambda key: (lambda v: float(np.mean(v)) if v else None)([r[key] for r in rows if r[key] is not None])  # noqa: E731
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
     flagged = [
         {k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in r.items() if k2 in ("bar", "start", "end", "score", "reason")}
         for r in rows if r["reason"] is not None
