@@ -46,6 +46,8 @@ _FLOOR = np.array([0.06, 0.12, 0.04])
 #: Decay (s, -15 dB) of the high band above which a hit is an open hi-hat, a crash, or — when
 #: it is at least _LOUD_CRASH times the typical hi-hat — a crash already from _LOUD_CRASH_DECAY.
 _OPEN_DECAY, _CRASH_DECAY, _LOUD_CRASH_DECAY, _LOUD_CRASH = 0.17, 0.8, 0.45, 0.7
+#: ... and open hi-hats also ring this many times longer than the song's short (25th percentile) hits.
+_OPEN_VS_CLOSED = 2.5
 #: How much a hi-hat or cymbal onset must raise the 8-20 kHz band (dB).
 _HAT_RISE_DB = 2.0
 #: Frequencies (Hz) below which the kick, snare and hi-hat templates adapt to the song.
@@ -334,10 +336,13 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray,
     before = high[np.clip(frames - _BEFORE, 0, T - 1)] * (frames >= _BEFORE)
     present[2] &= after > before * 10 ** (_HAT_RISE_DB / 10)
     metal = np.full(frames.size, CLOSED_HAT)
-    for i in np.flatnonzero(present[2]):
-        d = _decay_time(high, int(frames[i]))
+    hits = np.flatnonzero(present[2])
+    decay = np.array([_decay_time(high, int(frames[i])) for i in hits])
+    # Room sound and reverb lengthen every hit: "open" is long next to the song's shortest hats.
+    open_decay = max(_OPEN_DECAY, _OPEN_VS_CLOSED * float(np.percentile(decay, 25))) if hits.size else _OPEN_DECAY
+    for i, d in zip(hits, decay):
         crash = d >= _CRASH_DECAY or (d >= _LOUD_CRASH_DECAY and rel[2, i] >= _LOUD_CRASH)
-        metal[i] = CRASH if crash else (CLOSED_HAT if d < _OPEN_DECAY else OPEN_HAT)
+        metal[i] = CRASH if crash else (CLOSED_HAT if d < open_decay else OPEN_HAT)
     # A crash's broadband wash looks partly like a snare: ask more of a snare under a crash.
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
     toms = _find_toms(present, rel, frames, x, low)
