@@ -194,7 +194,7 @@ def _mp3_cut_mid_frame(p: Path) -> bool:
         pos = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F))
     frames = 0
     while pos + 4 <= end:
-        b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+        b1, b2 = data[pos + 1], data[pos + 2]
         if data[pos] != 0xFF or (b1 & 0xE0) != 0xE0 or (b1 >> 1) & 3 != 1:  # sync + layer III
             return False  # a tag (APE, ID3v1) or anything unexpected: no verdict
         version = (b1 >> 3) & 3

@@ -291,7 +291,7 @@ def how_to_get(name: str) -> str:
     where = torch_hub_checkpoints()
     get = (f"run once while online (demucs downloads it), or download {' and '.join(urls)} into {where} "
            f"or a folder given with --model-dir / ${ENV_MODEL_DIR}") if urls else \
-        f"run once while online so demucs downloads it, or put its files in a folder given with --model-dir"
+        "run once while online so demucs downloads it, or put its files in a folder given with --model-dir"
     return get + "; or use --model lite"
 
 
@@ -303,7 +303,8 @@ def _demucs_info(name: str, model_dir: str | os.PathLike[str] | None) -> ModelIn
     files = tuple(u.rsplit("/", 1)[1] for u in urls)
     sha = {f: f.rsplit(".", 1)[0].split("-", 1)[1] for f in files if "-" in f}
     loc = locate_demucs(name, model_dir)
-    searched = tuple(p for _, p in search_dirs(model_dir)) + (hf_hub_cache() / ("models--" + _hf_repo(name).replace("/", "--")),)
+    hf_dir = hf_hub_cache() / ("models--" + _hf_repo(name).replace("/", "--"))
+    searched = tuple(p for _, p in search_dirs(model_dir)) + (hf_dir,)
     return ModelInfo(
         name=name, description=text["description"], stems=_FOUR, native_stems=text["native_stems"], sr=44100,
         licence="MIT (demucs code and released weights)", files=files, sha256=sha, urls=urls,

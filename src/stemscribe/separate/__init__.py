@@ -18,7 +18,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..models import DEFAULT_MODEL, DEMUCS_MODELS, FALLBACK_MODEL, check_name, how_to_get, locate_demucs
+from ..models import (DEFAULT_MODEL, DEMUCS_MODELS, FALLBACK_MODEL, check_name, get_info, locate_demucs,
+                      torch_hub_checkpoints)
 from .base import Separator
 
 __all__ = ["Separator", "get_separator", "resolve_model", "clear_cache"]
@@ -38,8 +39,11 @@ def resolve_model(name: str | None = None, model_dir: str | os.PathLike[str] | N
     if loc is not None:
         return DEFAULT_MODEL, (f"using {DEFAULT_MODEL} (weights in {loc.folder}); "
                                f"--model {FALLBACK_MODEL} is faster but less clean")
-    return FALLBACK_MODEL, (f"using the embedded {FALLBACK_MODEL} model because {DEFAULT_MODEL} weights are "
-                            f"not present; for cleaner stems get them: {how_to_get(DEFAULT_MODEL).split('; or use')[0]}")
+    info = get_info(DEFAULT_MODEL, model_dir=model_dir)
+    get = (f"download {info.urls[0]} into {torch_hub_checkpoints()}" if info.urls
+           else f"run `stemscribe split --model {DEFAULT_MODEL}` once while online")
+    return FALLBACK_MODEL, (f"using the embedded {FALLBACK_MODEL} model: {DEFAULT_MODEL} weights not found "
+                            f"(for cleaner stems {get}; see `stemscribe models`)")
 
 
 def _load_lite() -> Separator:
@@ -62,9 +66,10 @@ def get_separator(name: str | None = None, *, model_dir: str | os.PathLike[str] 
     Raises BadArgumentError (unknown name) or ModelUnavailableError (missing/corrupt weights).
     """
     resolved, notice = resolve_model(name, model_dir)
-    folder = str(Path(model_dir).expanduser().resolve()) if model_dir else ""
+    folder = ""  # the lite weights ship in the package: one cache entry whatever model_dir says
     if resolved in DEMUCS_MODELS:
-        folder += "|" + os.environ.get("STEMSCRIBE_MODEL_DIR", "")
+        folder = (str(Path(model_dir).expanduser().resolve()) if model_dir else "") + "|" + \
+            os.environ.get("STEMSCRIBE_MODEL_DIR", "")
     key = (resolved, folder)
     with _LOCK:
         sep = _CACHE.get(key)
