@@ -73,6 +73,8 @@ _BODY_N = 4096
 #: A snare under a crash must reach this fraction of the song's typical snare.
 _SNARE_UNDER_CRASH = 0.5
 _NOTE_LENGTH = 0.1
+#: A high-band onset this far (s) from every broadband onset is a hit of its own.
+_SEPARATE_ONSETS = 0.05
 #: STFT frames per block (about 35 s) to bound memory on long inputs.
 _BLOCK_FRAMES = 6000
 #: Frames of look-ahead when measuring what an onset added, and the reference frame before it.
@@ -97,7 +99,7 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
         return track
     M, high, freqs = _spectrogram(x / peak)
     report_progress(progress, "transcribe", 0.3, stem="drums")
-    frames = _onset_frames(M)
+    frames = _onset_frames(M, freqs)
     if frames.size == 0:
         report_progress(progress, "transcribe", 1.0, stem="drums")
         return track
@@ -144,20 +146,36 @@ def _moving(x: np.ndarray, size: int, fn: str, axis: int = -1) -> np.ndarray:
     return ndimage.uniform_filter1d(x, size, axis=axis, mode="nearest")
 
 
-def _onset_frames(M: np.ndarray) -> np.ndarray:
-    """Frames of drum onsets from a log-mel superflux of ``M`` ``(n_mels, T)``; ``(n_events,)``."""
-    L = np.log1p(M * (1000.0 / (float(M.max()) + 1e-12)))
-    ref = _moving(L, 3, "max", axis=0)
-    flux = np.zeros(L.shape[1])
-    flux[1:] = np.maximum(0.0, L[:, 1:] - ref[:, :-1]).mean(axis=0)
+def _peaks(flux: np.ndarray, min_gap: int) -> np.ndarray:
+    """Local maxima of an onset function ``flux`` ``(T,)`` above an adaptive threshold."""
     if not np.any(flux > 0):
         return np.zeros(0, dtype=int)
-    min_gap = int(round(0.03 * _FPS))
     floor = 0.04 * float(np.percentile(flux[flux > 0], 99))
     thresh = np.maximum(floor, 1.2 * _moving(flux, int(_FPS), "mean"))
-    is_peak = (flux == _moving(flux, 2 * min_gap + 1, "max")) & (flux > thresh)
+    return np.flatnonzero((flux == _moving(flux, 2 * min_gap + 1, "max")) & (flux > thresh))
+
+
+def _onset_frames(M: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Frames of drum onsets ``(n_events,)`` from log-mel superflux of ``M`` ``(n_mels, T)``.
+
+    Peaks are picked in the whole spectrum and, separately, above 5 kHz, so that a soft hi-hat
+    under a ringing crash or between loud hits still makes an onset.
+    """
+    L = np.log1p(M * (1000.0 / (float(M.max()) + 1e-12)))
+    ref = _moving(L, 3, "max", axis=0)
+    diff = np.zeros_like(L)
+    diff[:, 1:] = np.maximum(0.0, L[:, 1:] - ref[:, :-1])
+    min_gap = int(round(0.03 * _FPS))
+    main = _peaks(diff.mean(axis=0), min_gap)
+    high = freqs > 5000
+    extra = _peaks(diff[high].mean(axis=0), min_gap) if np.any(high) else np.zeros(0, dtype=int)
+    # A high-band onset counts only away from the broadband ones (it is usually the same hit,
+    # peaking a frame or two apart).
+    if main.size and extra.size:
+        nearest = np.min(np.abs(extra[:, None] - main[None, :]), axis=1)
+        extra = extra[nearest > _SEPARATE_ONSETS * _FPS]
     out: list[int] = []
-    for f in np.flatnonzero(is_peak):
+    for f in np.unique(np.concatenate([main, extra])):
         if not out or f - out[-1] > min_gap:
             out.append(int(f))
     return np.asarray(out, dtype=int)
