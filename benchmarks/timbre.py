@@ -17,6 +17,9 @@ Cases (data under ../shared/data, skipped when absent):
 
 Notes used for capture: the ground-truth MIDI ("gt") and stemscribe's own transcription ("tr").
 
+  musdb-bass / musdb-other   real recordings: 8 MUSDB18 7 s clips each (musdb7s-train, research licence);
+                             no MIDI there, so the last third's notes are stemscribe's transcription
+                             (the same notes for both renders) and only "tr" capture is possible
   fluidsynth-check           not a capture case: our SF2 player vs FluidSynth on FluidR3_GM, devset MIDI
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/timbre.py [--cases dev01-bass,pop909-piano] [--out docs/timbre_results.json]
@@ -164,6 +167,38 @@ def pop909_case(song: str = "001", t0: float = 0.0, t1: float = 120.0) -> list[d
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def musdb_case(stem: str, n_clips: int = 8) -> list[dict]:
+    """Real recordings: MUSDB18 7 s clips (no ground-truth MIDI). Capture from the first 2/3 of the
+    stem with stemscribe's transcription; the notes rendered are stemscribe's transcription of the last
+    third (the same notes for both renders); compare with the real last third."""
+    from stemscribe.audio import load
+    from stemscribe.errors import StemscribeError
+    from stemscribe.midi import GM_PROGRAMS
+    from stemscribe.transcribe.pitched import transcribe_pitched
+    from stemscribe.types import Audio, NoteTrack
+
+    index = {"bass": 2, "other": 3}[stem]
+    clips = sorted((DATA / "musdb7s-train").glob("*.stem.mp4"))
+    rows = []
+    for clip in clips:
+        if len([r for r in rows if "improvement" in r]) >= n_clips:
+            break
+        audio = load(clip, sr=SR, stream=index)
+        if np.sqrt(np.mean(audio.samples**2)) < 0.01:
+            continue  # (nearly) silent stem
+        n = int(audio.n_samples * 2 / 3)
+        last = Audio(audio.samples[:, n:], SR)
+        notes = transcribe_pitched(last, stem=stem).notes
+        if len(notes) < 3:
+            continue
+        track = NoteTrack(stem, [type(x)(x.pitch, x.start + n / SR, x.end + n / SR, x.velocity) for x in notes],
+                          GM_PROGRAMS[stem])
+        name = f"musdb-{stem}-{clip.name.split('.stem')[0][:28]}"
+        got = run_case(name, audio, track, stem, n / SR, {"true": audio.mono()}, modes=("tr",))
+        rows.extend(got)
+    return rows
+
+
 def fluidsynth_check() -> list[dict]:
     """Our SF2 player vs FluidSynth on the same SoundFont (FluidR3_GM) and MIDI: log-mel distance.
 
@@ -200,6 +235,8 @@ CASES = {
     **{f"dev0{i}-other": (lambda i=i: devset_case(f"dev0{i}", "other")) for i in range(6)},
     "dev01-sep-bass": lambda: devset_case("dev01", "bass", separated=True),
     "dev02-sep-other": lambda: devset_case("dev02", "other", separated=True),
+    "musdb-bass": lambda: musdb_case("bass"),
+    "musdb-other": lambda: musdb_case("other"),
     "fluidsynth-check": fluidsynth_check,
 }
 
