@@ -61,7 +61,10 @@ class DecodeSettings:
     mono_octave: float = 4.0  # extra log cost for a leap of exactly 12 semitones
     mono_enter: float = 2.0  # log cost of starting a note from silence without an onset
     mono_onset_gain: float = 6.0  # how much an onset posterior of 1 lowers those costs
-    mono_sounding: float = 1.0  # log cost of silence where the stem is clearly sounding
+    # log cost of silence where the stem is clearly sounding: helps weak low bass notes; none for
+    # vocals, whose separated stems carry other instruments' bleed where the voice rests
+    bass_sounding: float = 0.5
+    vocals_sounding: float = 0.0
     split_onset: float = 0.5  # onset peak that re-articulates a held pitch
     # polyphonic
     poly_onset: float = 0.5
@@ -185,7 +188,14 @@ def _transcribe_prepared(
     )
     pg = bp.run_model(y, active=active, progress=_scaled(progress, 0.0, 0.8), stem=stem)
     if stem in MONO_RANGES:
-        notes = decode_mono(pg, feats, MONO_RANGES[stem], settings, weak_fundamental=stem == "bass")
+        notes = decode_mono(
+            pg,
+            feats,
+            MONO_RANGES[stem],
+            settings,
+            weak_fundamental=stem == "bass",
+            sounding=settings.bass_sounding if stem == "bass" else settings.vocals_sounding,
+        )
     else:
         notes = decode_poly(pg, feats, settings)
     report_progress(progress, "transcribe", 0.9, stem=stem)
@@ -301,11 +311,13 @@ def decode_mono(
     settings: DecodeSettings = DEFAULT_SETTINGS,
     *,
     weak_fundamental: bool = False,
+    sounding: float = 0.0,
 ) -> list[RawNote]:
     """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive).
 
     ``weak_fundamental``: the instrument's fundamental may be weak (bass), which the octave check
-    then tolerates.
+    then tolerates. ``sounding``: log cost of silence where the stem is loud (within 30 dB of its
+    loud level).
     """
     lo = max(pitch_range[0], bp.MIDI_OFFSET) - bp.MIDI_OFFSET
     hi = min(pitch_range[1], bp.MIDI_OFFSET + bp.N_NOTE_BINS - 1) - bp.MIDI_OFFSET
@@ -316,8 +328,8 @@ def decode_mono(
     # a sounding stem makes silence less likely: this keeps weak low notes (the model's posteriors
     # for the lowest bass notes rarely pass 0.3) without inventing notes in quiet passages
     loud = float(np.percentile(feats.rms_db, 95))
-    sounding = 1.0 / (1.0 + np.exp(-(feats.rms_db - (loud - 30.0)) / 3.0))
-    path = _viterbi_mono(note, onset, -settings.mono_sounding * sounding, settings)
+    loudness = 1.0 / (1.0 + np.exp(-(feats.rms_db - (loud - 30.0)) / 3.0))
+    path = _viterbi_mono(note, onset, -sounding * loudness, settings)
     attacks = _attack_frames(feats.rms_db)
     notes: list[RawNote] = []
     t = 0
