@@ -214,12 +214,12 @@ def _find_sig(folder: Path, sig: str) -> Path | None:
     st = folder / f"{sig}.safetensors"
     if st.is_file():
         return st
-    matches = sorted(p for p in folder.glob(f"{glob_escape(sig)}*.th")
+    matches = sorted(p for p in folder.glob(f"{_glob_escape(sig)}*.th")
                      if p.stem == sig or re.fullmatch(re.escape(sig) + r"-[0-9a-f]+", p.stem))
     return matches[0] if matches else None
 
 
-def glob_escape(s: str) -> str:
+def _glob_escape(s: str) -> str:
     return re.sub(r"([\*\?\[])", r"[\1]", s)
 
 
