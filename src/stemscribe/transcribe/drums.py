@@ -41,6 +41,8 @@ _FAMILIES = ("kick", "snare", "hat")
 #: A family is present in an event when its activation exceeds this fraction of the family's
 #: typical (95th percentile) hit; leakage from the other families stays well below.
 _PRESENT = {"kick": 0.25, "snare": 0.25, "hat": 0.1}
+#: A family's typical hit is at least this fraction of its loudest.
+_RARE = 0.6
 #: Lower bound of each family's reference level, as a fraction of the loudest events' total.
 _FLOOR = np.array([0.06, 0.12, 0.04])
 #: Decay (s, -15 dB) of the high band above which a hit is an open hi-hat, a crash, or — when
@@ -53,7 +55,7 @@ _HAT_RISE_DB = 2.0
 #: Frequencies (Hz) below which the kick, snare and hi-hat templates adapt to the song.
 _ADAPT_BELOW_HZ = (6000.0, 9000.0, 30000.0)
 #: A snare on the same onset as a kick must reach this fraction of the song's typical snare.
-_SNARE_WITH_KICK = 0.4
+_SNARE_WITH_KICK = 0.55
 #: A kick on the same onset as a confident snare must reach this fraction of the typical kick.
 _KICK_WITH_SNARE = 0.4
 #: Tom detection: confident snares and kicks (fraction of typical) set their pitches; an onset
@@ -312,11 +314,11 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
         return abs(12 * np.log2(f0 / ref)) > _TOM_SEMITONES
 
     confident_snares = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))[:_PITCH_SAMPLES]
-    if confident_snares.size < 3:
+    if confident_snares.size < 2:
         return toms
     snare_pitch = float(np.median([body(i) for i in confident_snares]))
     sus = [d for d in (_sustain_db(low, frames, int(i)) for i in confident_snares) if d is not None]
-    snare_sustain = float(np.median(sus)) if len(sus) >= 3 else None
+    snare_sustain = float(np.median(sus)) if len(sus) >= 2 else None
     confident_kicks = np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:_PITCH_SAMPLES]
     kick_pitch = float(np.median([body(i) for i in confident_kicks])) if confident_kicks.size >= 3 else None
     shell = np.maximum(rel[0], rel[1])
@@ -340,7 +342,9 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray,
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
-    refs = np.maximum(np.percentile(A, 95, axis=1), _FLOOR * float(np.percentile(A.sum(axis=0), 95)))
+    # The 95th percentile, or most of the loudest hit when a family plays only a few times.
+    typical = np.maximum(np.percentile(A, 95, axis=1), _RARE * A.max(axis=1))
+    refs = np.maximum(typical, _FLOOR * float(np.percentile(A.sum(axis=0), 95)))
     rel = A / (refs[:, None] + 1e-12)
     present = rel > np.array([_PRESENT[f] for f in _FAMILIES])[:, None]
     # A kick's beater click leaks into the snare family in proportion to the kick: ask more then.
