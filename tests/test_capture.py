@@ -242,3 +242,19 @@ def test_devset_bass_captured_instrument_beats_general_midi(devset: Path) -> Non
     d_cap = _log_mel_distance(ref, render_midi([last], sr=audio.sr, instrument=cap.instrument, reach=12).mono(), audio.sr)
     d_gm = _log_mel_distance(ref, render_midi([last], sr=audio.sr).mono(), audio.sr)
     assert d_cap < 0.7 * d_gm
+
+
+def test_captured_instrument_plays_chords(rng: np.random.Generator) -> None:
+    audio, notes = _recording(rng, [48, 52, 55], decay=1.0)
+    cap = capture_instrument(audio, notes=notes)
+    chord = NoteTrack("c", [Note(p, 0.1, 0.9, 100) for p in (48, 52, 55)])
+    y = render_midi([chord], sr=SR, instrument=cap.instrument).mono()
+    seg = y[int(0.15 * SR) : int(0.85 * SR)]
+    spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+    freqs = np.fft.rfftfreq(len(seg), 1 / SR)
+    peaks = []
+    for p in (48, 52, 55):
+        f = 440 * 2 ** ((p - 69) / 12)
+        peaks.append(spec[(freqs > f * 0.98) & (freqs < f * 1.02)].max())
+    between = spec[(freqs > 140) & (freqs < 150)].max()  # no partial of the chord near 145 Hz
+    assert min(peaks) > 20 * between
