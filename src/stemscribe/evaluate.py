@@ -774,10 +774,11 @@ def _plots(results: Mapping[str, Any], out_dir: Path, stem_name: str) -> list[Pa
         for j, k in enumerate(kinds):
             ax.bar(x + j * w - 0.4 + w / 2, [g[j] for g in groups], w, label=f"{k} stems")
         ax.set_xticks(x, labels)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.15)
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("onset F1")
         ax.set_title("Transcription (50 ms onsets)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", ncol=len(kinds))
         fig.tight_layout()
         p = _save(fig, out_dir / f"{stem_name}_f1.png")
         plt.close(fig)
