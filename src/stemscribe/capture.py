@@ -294,10 +294,13 @@ def _comb(freqs: np.ndarray, pitch: int, bin_hz: float) -> np.ndarray:
     return np.minimum(g, 1.0)
 
 
-def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | None = None) -> list[Take]:
+def chord_takes(
+    audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | None = None, *, per_pitch: int = 6
+) -> list[Take]:
     """Takes of notes played with others, pulled out of the mix by harmonic masking.
 
-    For each note (of ``pitches`` only, when given) held at least 0.1 s, the short-time spectrum
+    For each note (of ``pitches`` only, when given; the ``per_pitch`` longest of each pitch) held at
+    least 0.1 s, the short-time spectrum
     around it is split between the notes sounding in each frame in proportion to their harmonic
     combs; whatever lies between partials (noise, attack transients) is left out. Thinner than a clean
     take — used only for pitches that have no clean take.
@@ -315,8 +318,14 @@ def chord_takes(audio: Audio, notes: Sequence[Note], pitches: Sequence[int] | No
     noise_db = _noise_db(x, sr)
     combs: dict[int, np.ndarray] = {}
     takes = []
+    candidates: dict[int, list[Note]] = {}
     for n in all_notes:
         if id(n) in clean or n.end - n.start < 0.1 or (pitches is not None and n.pitch not in pitches):
+            continue
+        candidates.setdefault(n.pitch, []).append(n)
+    chosen = {id(n) for ns in candidates.values() for n in sorted(ns, key=lambda m: m.start - m.end)[:per_pitch]}
+    for n in all_notes:
+        if id(n) not in chosen:
             continue
         same = [m.start for m in all_notes if m.pitch == n.pitch and m.start > n.start]
         w0 = max(n.start - 0.1, 0.0)
