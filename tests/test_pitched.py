@@ -172,7 +172,8 @@ def test_transcribe_stems_matches_per_stem_calls():
         "bass": Audio(tone(40, 0.2, 0.8, 2.0, amp=0.5, decay=0.8, rng=rng), SR),
         "vocals": Audio(tone(67, 0.5, 1.0, 2.0, vibrato_cents=30, rng=rng), SR),
     }
-    together = transcribe_stems(stems)
+    mixture = Audio(sum(a.samples for a in stems.values()), SR)
+    together = transcribe_stems({**stems, "mixture": mixture})
     assert set(together) == {"bass", "vocals"}
     for name in together:
         others = {o: a for o, a in stems.items() if o != name}

@@ -97,8 +97,9 @@ def transcribe_pitched(
         audio: the stem, ``(channels, n)`` at any sample rate.
         stem: ``"vocals"`` or ``"bass"`` (monophonic) or ``"other"`` (polyphonic; ``"guitar"`` and
             ``"piano"`` from 6-stem models are treated like ``"other"``).
-        others: the other separated stems of the same song (same length and rate, any of
-            ``drums``/``bass``/``other``/``vocals``); notes louder in one of them are dropped as bleed.
+        others: the other separated stems of the same song (any of ``drums``/``bass``/``other``/
+            ``vocals``, same length; a ``mixture`` entry is ignored); notes that leak from one of them
+            are dropped as bleed.
         progress: callback receiving ``{"stage": "transcribe", "fraction", "stem"}``.
 
     Returns:
@@ -109,7 +110,9 @@ def transcribe_pitched(
         raise BadArgumentError("others must map stem names to Audio, e.g. {'vocals': audio}")
     y = _prepare(audio, stem)
     other_ys = {
-        name: _prepare(a, name) for name, a in (others or {}).items() if name != stem and a is not None
+        name: _prepare(a, name)
+        for name, a in (others or {}).items()
+        if name not in (stem, "mixture") and a is not None
     }
     return _transcribe_prepared(y, stem, other_ys, {}, progress, settings)
 
@@ -125,10 +128,10 @@ def transcribe_stems(
 
     Same result as calling :func:`transcribe_pitched` on each pitched stem with the rest as
     ``others``, but each stem is resampled and analysed once. ``drums`` (if present) only serves as
-    a bleed reference. Returns ``{stem: NoteTrack}`` for the pitched stems, in the input order.
+    a bleed reference; a ``mixture`` entry is ignored. Returns ``{stem: NoteTrack}`` for the pitched stems, in the input order.
     """
-    ys = {name: _prepare(a, name) for name, a in stems.items()}
-    pitched = [name for name in stems if name != "drums"]
+    ys = {name: _prepare(a, name) for name, a in stems.items() if name != "mixture"}
+    pitched = [name for name in ys if name != "drums"]
     for name in pitched:
         _check_stem(name)
     cache: dict[tuple[str, int], SpectralFeatures] = {}
