@@ -87,7 +87,7 @@ def test_split_selected_stems_flac_no_midi_mono_odd_rate(tmp_path, capsys):
     d = tmp_path / "o" / "mono"
     assert sorted(p.name for p in d.iterdir()) == ["bass.flac", "report.json", "vocals.flac"]
     si = sf.info(str(d / "vocals.flac"))
-    assert si.samplerate == 22050 and si.frames == 3 * 22050
+    assert si.samplerate == 22050 and si.frames == 3 * 22050 and si.channels == 2
 
 
 def test_silence_gives_silent_stems_and_empty_midi(tmp_path, capsys):

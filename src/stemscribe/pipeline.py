@@ -288,6 +288,8 @@ def split(
         separator = get_separator(model_name, model_dir=model_dir)
         report_progress(progress, "separate", 0.0)
         separated = separator.separate(audio, progress=progress)
+        # Stems are always stereo (a DAW-ready pair), whatever the input's layout.
+        separated = {s: audio_io.to_channels(a, 2) for s, a in separated.items()}
     report_progress(progress, "separate", 1.0)
 
     from .transcribe.key import estimate_key

@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import split, validate_stems
     from ._progress import StageBars
 
-    stems = validate_stems(args.stems)  # bad options fail before any work
+    from ..separate import resolve_model
+
+    stems = validate_stems(args.stems)  # bad options fail once, before any work
+    resolve_model(args.model, model_dir=args.model_dir)
     if args.quantize:
         from ..midi import parse_grid
 
