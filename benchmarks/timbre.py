@@ -17,7 +17,8 @@ Cases (data under ../shared/data, skipped when absent):
 
 Notes used for capture: the ground-truth MIDI ("gt") and stemscribe's own transcription ("tr").
 
-  musdb-bass / musdb-other   real recordings: 8 MUSDB18 7 s clips each (musdb7s-train, research licence);
+  musdb-bass / musdb-other   real recordings: MUSDB18 7 s clips (musdb7s-train, research licence), in
+                             alphabetical order until 8 have rendered;
                              no MIDI there, so the last third's notes are stemscribe's transcription
                              (the same notes for both renders) and only "tr" capture is possible
   fluidsynth-check           not a capture case: our SF2 player vs FluidSynth on FluidR3_GM, devset MIDI
@@ -170,9 +171,10 @@ def pop909_case(song: str = "001", t0: float = 0.0, t1: float = 120.0) -> list[d
 def musdb_case(stem: str, n_clips: int = 8) -> list[dict]:
     """Real recordings: MUSDB18 7 s clips (no ground-truth MIDI). Capture from the first 2/3 of the
     stem with stemscribe's transcription; the notes rendered are stemscribe's transcription of the last
-    third (the same notes for both renders); compare with the real last third."""
+    third (the same notes for both renders); compare with the real last third. Clips are taken in
+    alphabetical order (skipping silent stems and last thirds with < 3 notes) until ``n_clips`` have
+    rendered; the ones that fail with a StemscribeError are reported as errors."""
     from stemscribe.audio import load
-    from stemscribe.errors import StemscribeError
     from stemscribe.midi import GM_PROGRAMS
     from stemscribe.transcribe.pitched import transcribe_pitched
     from stemscribe.types import Audio, NoteTrack
