@@ -203,3 +203,27 @@ def test_low_pass_filter_and_its_envelope(tmp_path: Path, rng: np.random.Generat
     assert high_share(play(62), 0.1, 0.8) < 0.01
     swept = play(64)  # cutoff opens from 300 Hz to 4.8 kHz over 0.5 s
     assert high_share(swept, 0.0, 0.1) < 0.02 < 0.2 < high_share(swept, 0.6, 0.85)
+
+
+def test_channel_volume_and_pan(tmp_path: Path) -> None:
+    import mido
+
+    def song(volume: int, pan: int) -> Path:
+        mf = mido.MidiFile(ticks_per_beat=480)
+        tr = mido.MidiTrack()
+        tr.append(mido.Message("program_change", program=73, time=0))
+        tr.append(mido.Message("control_change", control=7, value=volume, time=0))
+        tr.append(mido.Message("control_change", control=10, value=pan, time=0))
+        tr.append(mido.Message("note_on", note=69, velocity=100, time=0))
+        tr.append(mido.Message("note_off", note=69, velocity=0, time=480))
+        mf.tracks.append(tr)
+        path = tmp_path / f"v{volume}_p{pan}.mid"
+        mf.save(path)
+        return path
+
+    loud = render_midi(song(100, 64), sr=SR).samples
+    soft = render_midi(song(50, 0), sr=SR).samples
+    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
+    assert rms(soft) == pytest.approx(rms(loud) * 0.25, rel=0.3)  # (50/100)^2
+    assert rms(soft[0]) > 20 * rms(soft[1])  # hard left
+    assert rms(loud[0]) == pytest.approx(rms(loud[1]), rel=0.3)

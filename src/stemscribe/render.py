@@ -2,7 +2,9 @@
 
 ``render_midi(path_or_tracks, *, sr=44100, soundfont=None, instrument=None) -> Audio`` plays every
 track with its General MIDI program (drum tracks, channel 10, with the standard kit), following the
-file's tempo map (note times come from pretty_midi) and the sustain pedal (CC 64). With
+file's tempo map (note times come from pretty_midi), the sustain pedal (CC 64), channel volume (CC 7),
+expression (CC 11) and pan (CC 10) at each note's start. Pitch bends and mid-note controller moves are
+not followed. With
 ``instrument=`` (a folder written by :mod:`stemscribe.capture`, or any ``.sfz``) the pitched tracks
 are played by that instrument instead; drum tracks keep the SoundFont kit.
 
@@ -281,6 +283,22 @@ def read_midi_for_render(path: str | Path) -> list[NoteTrack]:
 
     Times follow the file's tempo map. Raises :class:`BadInputError` for a missing or broken file.
     """
+    return [track for track, _ in _read_midi_voices(path)]
+
+
+def _cc_at(changes: list[tuple[float, int]], t: float, default: int) -> int:
+    """Value of a controller at time ``t`` from its sorted ``(time, value)`` changes."""
+    value = default
+    for time, v in changes:
+        if time > t + 1e-6:
+            break
+        value = v
+    return value
+
+
+def _read_midi_voices(path: str | Path) -> list[tuple[NoteTrack, list[Voice]]]:
+    """Tracks and their voices: sustain pedal applied, channel volume (CC 7, relative to the GM default
+    100), expression (CC 11) and pan (CC 10) taken at each note's start."""
     import pretty_midi
 
     path = Path(path)
@@ -290,14 +308,23 @@ def read_midi_for_render(path: str | Path) -> list[NoteTrack]:
         pm = pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for broken files
         raise BadInputError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
-    tracks = []
+    out = []
     for i, inst in enumerate(pm.instruments):
         notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]
+        ccs = sorted((c.time, c.number, c.value) for c in inst.control_changes)
         if not inst.is_drum:
-            notes = _apply_pedal(notes, [(c.time, c.value) for c in inst.control_changes if c.number == 64])
+            notes = _apply_pedal(notes, [(t, v) for t, num, v in ccs if num == 64])
+        by_number = {num: [(t, v) for t, n, v in ccs if n == num] for num in (7, 10, 11)}
+        voices = []
+        for n in notes:
+            volume = _cc_at(by_number[7], n.start, 100) / 100.0
+            expression = _cc_at(by_number[11], n.start, 127) / 127.0
+            pan = (_cc_at(by_number[10], n.start, 64) - 64) / 63.5
+            voices.append(Voice(n.pitch, n.start, max(n.end, n.start + 1e-3), n.velocity,
+                                gain=(volume * expression) ** 2, pan=float(np.clip(pan, -1.0, 1.0))))
         name = inst.name or ("drums" if inst.is_drum else f"track{i + 1}")
-        tracks.append(NoteTrack(name, notes, int(inst.program), bool(inst.is_drum)))
-    return tracks
+        out.append((NoteTrack(name, notes, int(inst.program), bool(inst.is_drum)), voices))
+    return out
 
 
 def _apply_pedal(notes: list[Note], pedal: list[tuple[float, int]]) -> list[Note]:
@@ -349,16 +376,19 @@ def render_midi(
     """
     if not isinstance(sr, int) or not 8000 <= sr <= 192000:
         raise BadInputError(f"sample rate must be 8000..192000 Hz, got {sr}")
-    tracks = read_midi_for_render(midi) if isinstance(midi, (str, Path)) else list(midi)
-    tracks = [t for t in tracks if t.notes]
+    if isinstance(midi, (str, Path)):
+        parts = _read_midi_voices(midi)
+    else:
+        parts = [(t, [Voice(n.pitch, n.start, max(n.end, n.start + 1e-3), n.velocity) for n in t.notes]) for t in midi]
+    parts = [(t, v) for t, v in parts if t.notes]
+    tracks = [t for t, _ in parts]
     if not tracks:
         raise BadInputError("the MIDI has no notes to render")
     inst = read_sfz(instrument) if isinstance(instrument, (str, Path)) else instrument
     need_font = inst is None or any(t.is_drum for t in tracks)
     font = load_soundfont(soundfont) if need_font else None
     pairs: list[tuple[Region, Voice]] = []
-    for k, track in enumerate(tracks):
-        voices = [Voice(n.pitch, n.start, max(n.end, n.start + 1e-3), n.velocity) for n in track.notes]
+    for k, (track, voices) in enumerate(parts):
         if inst is not None and not track.is_drum:
             found, missing = voices_for(inst, voices, reach=reach)
             if missing:
