@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from stemscribe.transcribe.drums import CLOSED_HAT, KICK, SNARE, transcribe_drums
+from stemscribe.transcribe.drums import CLOSED_HAT, HIGH_TOM, KICK, LOW_TOM, MID_TOM, SNARE, transcribe_drums
 from stemscribe.types import Audio
 
 SR = 44100
@@ -41,8 +41,17 @@ def _hat(rng: np.random.Generator, sr: int) -> np.ndarray:
     return 0.4 * noise / (np.abs(noise).max() + 1e-9)
 
 
+def _tom(rng: np.random.Generator, sr: int, f0: float) -> np.ndarray:
+    """A ringing shell (slightly falling pitch, long decay) plus a stick click."""
+    t = np.arange(int(0.5 * sr)) / sr
+    body = np.sin(2 * np.pi * f0 * (1 + 0.1 * np.exp(-t / 0.05)) * t) * np.exp(-t / 0.25)
+    click = rng.standard_normal(t.size) * np.exp(-t / 0.004) * 0.2
+    return 0.8 * body + click
+
+
 def _render(events: list[tuple[float, str]], sr: int = SR, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
-    make = {"kick": _kick, "snare": _snare, "hat": _hat}
+    make = {"kick": _kick, "snare": _snare, "hat": _hat, "tom": lambda rng, sr: _tom(rng, sr, 200.0),
+            "tom2": lambda rng, sr: _tom(rng, sr, 160.0), "tom3": lambda rng, sr: _tom(rng, sr, 130.0)}
     out = np.zeros(int(seconds * sr))
     for j, (t, name) in enumerate(events):
         # One generator per hit, so a hit sounds the same whatever else is rendered with it.
@@ -87,6 +96,17 @@ def test_rock_beat_classes_and_simultaneous_hits() -> None:
     assert track.is_drum and track.name == "drums"
     _check_beat(track, events)
     assert all(1 <= n.velocity <= 127 and n.end > n.start for n in track.notes)
+
+
+def test_tom_fill_after_a_groove() -> None:
+    fill = [(4.1, "tom"), (4.35, "tom2"), (4.6, "tom3")]
+    track = transcribe_drums(Audio(_render(_rock_beat(4.0) + fill, seconds=5.5), SR))
+    toms = [n for n in track.notes if n.pitch in (LOW_TOM, MID_TOM, HIGH_TOM)]
+    found = sum(any(abs(n.start - t) <= 0.02 for n in toms) for t, _ in fill)
+    assert found >= 2, [(round(n.start, 3), n.pitch) for n in track.notes if n.start > 4]
+    assert all(n.start > 4.0 for n in toms)
+    # Toms are not also reported as snares.
+    assert not any(n.pitch == SNARE and n.start > 4.0 for n in track.notes)
 
 
 def test_level_does_not_matter() -> None:

@@ -42,7 +42,7 @@ _FAMILIES = ("kick", "snare", "hat")
 #: typical (95th percentile) hit; leakage from the other families stays well below.
 _PRESENT = {"kick": 0.25, "snare": 0.25, "hat": 0.1}
 #: A family's typical hit is at least this fraction of its loudest.
-_RARE = 0.6
+_RARE = 0.4
 #: Lower bound of each family's reference level, as a fraction of the loudest events' total.
 _FLOOR = np.array([0.06, 0.12, 0.04])
 #: Decay (s, -15 dB) of the high band above which a hit is an open hi-hat, a crash, or — when
@@ -62,6 +62,8 @@ _KICK_WITH_SNARE = 0.4
 #: with a weak kick share and less than a full snare whose body is more than this many
 #: semitones away from both is a tom.
 _CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 3.5, 0.75
+#: A hit with a strong kick share is a tom only this many semitones away from the kick's pitch.
+_TOM_FROM_KICK = 6.0
 #: A tom's onset must carry at least this kick or snare share; a hi-hat on it must be this strong.
 _TOM_SHELL, _HAT_WITH_TOM = 0.2, 1.2
 #: How many confident hits set the snare and kick pitches.
@@ -322,11 +324,14 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     confident_kicks = np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:_PITCH_SAMPLES]
     kick_pitch = float(np.median([body(i) for i in confident_kicks])) if confident_kicks.size >= 3 else None
     shell = np.maximum(rel[0], rel[1])
-    cand = np.flatnonzero((shell >= _TOM_SHELL) & (rel[0] < _WEAK_KICK) & (rel[1] < _SNARE_WITH_TOM))
+    cand = np.flatnonzero((shell >= _TOM_SHELL) & (rel[1] < _SNARE_WITH_TOM))
     for i in cand:
         f0 = body(int(i))
-        # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick.
+        # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick;
+        # a hit with a strong kick share must be clearly away from the kick.
         if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)):
+            continue
+        if rel[0, i] >= _WEAK_KICK and (kick_pitch is None or abs(12 * np.log2(f0 / kick_pitch)) < _TOM_FROM_KICK):
             continue
         d = _sustain_db(low, frames, int(i))
         rings = snare_sustain is not None and d is not None and d > snare_sustain + _TOM_SUSTAIN_DB
