@@ -232,7 +232,8 @@ def _cut(
     pre = x[max(a - int(0.04 * sr), 0) : max(a - int(0.005 * sr), 0)]
     if bleed_db is not None and len(pre) and 10 * np.log10(np.mean(pre.astype(np.float64) ** 2) + 1e-12) > peak_db - bleed_db:
         return None
-    floor = max(peak_db - 50.0, noise_db + 6.0)
+    # the noise floor of dense music is the other notes: a release must fall at least 30 dB to count as done
+    floor = max(peak_db - 50.0, min(noise_db + 6.0, peak_db - 30.0))
     k0 = max((held_end - a) // hop, 0)
     below = np.flatnonzero(db[k0:] < floor)
     complete = len(below) > 0
