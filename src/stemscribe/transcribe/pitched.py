@@ -70,6 +70,7 @@ class DecodeSettings:
     poly_onset: float = 0.5
     poly_frame: float = 0.3
     poly_energy_tol: int = 11
+    poly_reonset: float = 0.6  # onset peak needed to re-articulate a pitch that is still sounding
     poly_unonset: float = 0.7  # note posterior that makes a note without an onset (1 = never)
     poly_unonset_frames: int = 17  # ... and its minimum length (~200 ms)
     # both
@@ -546,14 +547,15 @@ def _rising_edge(onset: np.ndarray, peak: int, earliest: int) -> int:
 def _is_articulation(onset: np.ndarray, note: np.ndarray, level_db: np.ndarray, t: int, s: DecodeSettings) -> bool:
     """Whether the onset peak at frame ``t`` starts a note (all arrays ``(T,)`` for one pitch).
 
-    On a pitch that is already sounding, vibrato and tremolo make onset ripples; a real
-    re-articulation stands out (0.25 above the onset posterior just before) and is either confident
-    (``>= 0.75``) or comes with a rise of the pitch's level (``level_db``) of at least 4 dB.
+    On a pitch that is already sounding, vibrato, tremolo and ensemble beating make onset ripples; a
+    real re-articulation is surer (``>= poly_reonset``, above the 0.5 that starts a new note), stands
+    out (0.25 above the onset posterior just before) and is either confident (``>= 0.75``) or comes
+    with a rise of the pitch's level (``level_db``) of at least 4 dB.
     """
     if t < 3 or note[t - 3 : t].mean() < s.poly_frame:
         return True
     peak = onset[t]
-    if peak - onset[max(t - 6, 0) : t].min() < 0.25:
+    if peak < s.poly_reonset or peak - onset[max(t - 6, 0) : t].min() < 0.25:
         return False
     rise = level_db[t : t + 4].max() - level_db[max(t - 4, 0) : t + 1].min()
     return bool(peak >= 0.75 or rise >= 4.0)
