@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from stemscribe.transcribe.drums import CLOSED_HAT, HIGH_TOM, KICK, LOW_TOM, MID_TOM, SNARE, transcribe_drums
+from stemscribe.transcribe.drums import (
+    CLOSED_HAT,
+    HIGH_TOM,
+    KICK,
+    LOW_TOM,
+    MID_TOM,
+    SNARE,
+    transcribe_drums,
+)
 from stemscribe.types import Audio
 
 SR = 44100
@@ -56,7 +64,7 @@ def _render(events: list[tuple[float, str]], sr: int = SR, seconds: float = 4.0,
     for j, (t, name) in enumerate(events):
         # One generator per hit, so a hit sounds the same whatever else is rendered with it.
         hit = make[name](np.random.default_rng([seed, j, int(t * 1000)]), sr)
-        i = int(round(t * sr))
+        i = round(t * sr)
         out[i : i + hit.size] += hit[: out.size - i]
     return out.astype(np.float32)
 

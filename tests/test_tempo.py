@@ -22,7 +22,7 @@ def _click_track(bpm: float, sr: int, seconds: float = 12.0, offset: float = 0.2
     click = rng.standard_normal(int(0.01 * sr)) * np.exp(-np.arange(int(0.01 * sr)) / (0.002 * sr))
     period = 60.0 / bpm
     for i, t in enumerate(np.arange(offset, seconds - 0.05, period)):
-        j = int(round(t * sr))
+        j = round(t * sr)
         x[j : j + click.size] += click[: x.size - j] * (1.0 if i % 4 == 0 else 0.5)
     return x.astype(np.float32)
 

@@ -3,22 +3,29 @@
 Method
 ------
 1. Mono at 44.1 kHz (hi-hats live above 10 kHz, where a snare has little energy), a 96-band mel
-   magnitude spectrogram ``M`` ``(96, T)`` at 5.8 ms hops, level-normalised.
-2. Onsets: peaks of a log-mel superflux with an adaptive (local mean) threshold — deliberately
-   sensitive; step 4 throws away events that hold no drum.
-3. For every onset, the spectrum it *added* (``max(M[t..t+2]) - M[t-2]``, per band) — additive
-   across simultaneous hits — is decomposed by semi-adaptive KL-NMF into three families: kick,
-   snare, hi-hat/cymbal.  The templates start from generic spectral shapes and adapt to the kit of
-   the song, so kick + hat or snare + hat on one onset come out as two hits.
+   magnitude spectrogram ``M`` ``(96, T)`` at 5.8 ms hops, level-normalised, taken in blocks.
+2. Onsets: peaks of a log-mel superflux with an adaptive (local mean) threshold, plus peaks of
+   the flux above 5 kHz alone (soft hats under a crash).  Deliberately sensitive: step 4 drops
+   onsets that hold no drum.
+3. For every onset, the spectrum it *added* (``max(M[t..t+2]) - M[t-2]`` per band, additive
+   across simultaneous hits) is decomposed by semi-adaptive KL-NMF into three families: kick,
+   snare, hi-hat/cymbal.  The templates start from generic spectral shapes and adapt to the
+   song's kit (kick and snare only below the hi-hat octaves), so kick + hat or snare + hat on one
+   onset come out as two hits.
 4. A family is present when its activation reaches a fraction of the song's typical hit of that
-   family (floored against the loudest events, so an absent family's leakage is never promoted).
-   High hits are split by how long their added 8-20 kHz energy rings: closed hi-hat 42 (< 0.2 s),
-   open hi-hat 46 (< 0.8 s), crash 49.
-5. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
+   family (floored against the loudest events, so an absent family's leakage is never promoted),
+   with stricter thresholds where one family is known to leak into another (a kick's click into
+   the snare, a crash's wash into the snare, cymbal flutter into the hi-hat).
+5. High hits are split by how long their added 8-20 kHz energy rings: closed hi-hat 42, open
+   hi-hat 46 (long next to the song's shortest hats), crash 49 (longer still, or loud).
+6. Toms: an onset with some kick/snare energy but no confident kick or full snare, whose shell
+   rings clearly longer than the song's snare or at a pitch far from the snare's and the kick's,
+   is a tom (low 45 / mid 47 / high 50 by shell pitch).
+7. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
    of that family ≈ 120.
 
-Not done: toms (they come out as kick and/or snare) and ride (comes out as hi-hats); pedal
-hi-hat is written as closed hi-hat.
+Not detected: ride (comes out as hi-hats), pedal hi-hat (written as closed), floor toms tuned
+near the kick (come out as kicks), splash/china (crash or open hi-hat).
 """
 
 from __future__ import annotations
@@ -88,9 +95,10 @@ _ATTACK, _BEFORE = 3, 2
 def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteTrack:
     """Transcribe a drum stem into GM drum notes with velocities; notes last 0.1 s.
 
-    Kick 36, snare 38, closed / open hi-hat 42 / 46, crash 49 (see the module notes for what is
-    not detected).
-    Any sample rate and channel count; the level does not matter.  Silence gives an empty track.
+    Kick 36, snare 38, closed / open hi-hat 42 / 46, toms 45 / 47 / 50, crash 49 (see the module
+    notes for what is not detected).  ``audio`` may have any sample rate and channel count; its
+    level does not matter.  Silence gives an empty track.  Progress events:
+    ``{"stage": "transcribe", "stem": "drums", "fraction": ...}``.
     """
     report_progress(progress, "transcribe", 0.0, stem="drums")
     track = NoteTrack("drums", [], program=0, is_drum=True)
@@ -108,7 +116,7 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
         report_progress(progress, "transcribe", 1.0, stem="drums")
         return track
     added = _added_energy(M, frames)
-    W, A = _decompose(added, freqs)
+    _, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
     low = M[(freqs > 60) & (freqs < 400)].sum(axis=0)
     track.notes = _notes(frames, A, high, low, x / peak)
@@ -169,7 +177,7 @@ def _onset_frames(M: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     ref = _moving(L, 3, "max", axis=0)
     diff = np.zeros_like(L)
     diff[:, 1:] = np.maximum(0.0, L[:, 1:] - ref[:, :-1])
-    min_gap = int(round(0.03 * _FPS))
+    min_gap = round(0.03 * _FPS)
     main = _peaks(diff.mean(axis=0), min_gap)
     high = freqs > 5000
     extra = _peaks(diff[high].mean(axis=0), min_gap) if np.any(high) else np.zeros(0, dtype=int)
