@@ -440,6 +440,16 @@ def write_docs() -> str:
         st = speed["stages_3min"]
         L += [f"Its cost on the 3-minute input: {f(st['seconds'].get('report'), 2)} s wall, {f(st['cpu_seconds'].get('report'), 2)} s CPU "
               f"(RTF {f(st['rtf'].get('report'), 4)} / {f(st['cpu_rtf'].get('report'), 4)}; target <= 0.02).", ""]
+    q = ((speed or {}).get("split_10min_report") or {}).get("quality", {}).get("stems", {})
+    if q:
+        L += ["What it says about the `lite` separation of the 10-minute file (`report.json[\"quality\"]`):", "",
+              "| stem | loudness LUFS | silence ratio | bleed estimate (worst source) | MIDI consistency | flagged bars |",
+              "|---|---:|---:|---|---:|---:|"]
+        for stem, v in q.items():
+            m = v.get("midi") or {}
+            L.append(f"| {stem} | {f(v['loudness_lufs'], 1)} | {f(v['silence_ratio'], 2)} | {f(v['bleed']['estimate'], 2)} "
+                     f"({v['bleed']['source']}) | {f(m.get('score'), 2)} | {len(m.get('flagged_bars', []))} of {m.get('n_bars', '–')} |")
+        L.append("")
     L += _targets(speed, tr, bp)
     L += ["## Reproduce", "", "```", "source /work/venv/bin/activate", "nice -n 10 python benchmarks/run.py            # all steps (~1 h on a busy 2-core machine)",
           "python benchmarks/run.py --steps docs            # rewrite this file from benchmarks/results/",
