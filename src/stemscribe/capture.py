@@ -7,8 +7,8 @@
    audio just before the onset at least 12 dB below the note's peak), held at least 60 ms before the
    next onset of any note;
 2. cuts each from its onset (refined to the sharpest energy rise within ±40 ms of the transcribed
-   onset) to the end of its release (where the level falls 50 dB below the note's peak or to the noise
-   floor, at most 2 s after the note ends, never into the next onset);
+   onset) to the end of its release (where the level falls 50 dB below the note's peak, or to the noise
+   floor but at least 30 dB below the peak; at most 2 s after the note ends, never into the next onset);
 3. measures the take's pitch by autocorrelation (takes more than 60 cents off the transcribed pitch are
    dropped; the rest keep the recording's tuning, or are corrected to A440 with ``retune``), its
    periodicity and level;
