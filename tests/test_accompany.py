@@ -165,7 +165,7 @@ def test_styles_differ_and_are_deterministic():
         a = arrange(chords, grid, style, start=0.0, end=8.0, seed=3)
         b = arrange(chords, grid, style, start=0.0, end=8.0, seed=3)
         names = [t.name for t in a.tracks]
-        assert {"bass", "drums", "comping"} <= set(names)
+        assert names == ["chords", "bass", "drums", "comping"]
         drum = next(t for t in a.tracks if t.is_drum)
         assert drum.notes
         assert [(n.pitch, n.start, n.velocity) for tr in a.tracks for n in tr.notes] == \
@@ -196,7 +196,7 @@ def test_midi_melody_in_c(tmp_path):
     from stemscribe.midi import read_midi
 
     tracks, _ = read_midi(tmp_path / "out" / "arrangement.mid")
-    assert {"bass", "drums", "comping"} <= {t.name for t in tracks}
+    assert [t.name for t in tracks] == ["chords", "bass", "drums", "comping"]
     assert any(t.is_drum for t in tracks)
 
 

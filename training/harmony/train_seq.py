@@ -2,6 +2,8 @@
 
     python training/harmony/train_seq.py --out src/stemscribe/data/harmony/seq.npz
 
+Several runs (different ``--seed``) can be merged into an ensemble with ``merge_seq.py``.
+
 Same fixed split as ``learn.py``: ids % 10 == 0 are never seen; ids % 10 == 5 are the
 validation songs (early stopping). Inputs per half-bar frame are
 ``stemscribe.accompany.harmony.seq_features`` of the MELODY track in key-relative space (the
@@ -31,7 +33,9 @@ def song_xy(song):
     w_rel = np.stack([np.roll(w[i], -tonics[i]) for i in range(len(w))])
     sp = H.start_pitch_classes(song.melody, bounds)
     sp = np.stack([np.roll(sp[i], -tonics[i]) for i in range(len(sp))])
-    return H.seq_features(w_rel, sp, starts_bar, ends).astype(np.float32), states
+    pf = H.pitch_features(song.melody, bounds)
+    pf = np.concatenate([H.roll_pitch_features(pf[i:i + 1], int(tonics[i])) for i in range(len(pf))])
+    return H.seq_features(w_rel, sp, starts_bar, ends, pf).astype(np.float32), states
 
 
 def main() -> None:
@@ -44,6 +48,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=0.25)
+    ap.add_argument("--basic", action="store_true", help="only the first 39 input features (no pitch details)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
@@ -52,6 +58,9 @@ def main() -> None:
     songs = load_all(args.pop909, args.cache)
     fit = [song_xy(s) for s in songs if s.sid % 10 not in (0, 5)]
     val = [song_xy(s) for s in songs if s.sid % 10 == 5]
+    if args.basic:
+        fit = [(x[:, :39], y) for x, y in fit]
+        val = [(x[:, :39], y) for x, y in val]
     n_in = fit[0][0].shape[1]
 
     class Net(torch.nn.Module):
@@ -60,10 +69,11 @@ def main() -> None:
             self.inp = torch.nn.Linear(n_in, args.hidden)
             self.gru = torch.nn.GRU(args.hidden, args.hidden, batch_first=True, bidirectional=True)
             self.out = torch.nn.Linear(2 * args.hidden, H.N_STATES)
+            self.drop = torch.nn.Dropout(args.dropout)
 
         def forward(self, x):
-            h, _ = self.gru(torch.tanh(self.inp(x)))
-            return self.out(h)
+            h, _ = self.gru(self.drop(torch.tanh(self.inp(x))))
+            return self.out(self.drop(h))
 
     net = Net()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-5)

@@ -267,13 +267,54 @@ def start_pitch_classes(notes: Sequence[Note], bounds: np.ndarray) -> np.ndarray
     return out
 
 
-def seq_features(w_rel: np.ndarray, sp_rel: np.ndarray, starts_bar: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Per-frame inputs ``(n_frames, 39)`` of the sequence classifier (key-relative)."""
+def pitch_features(notes: Sequence[Note], bounds: np.ndarray) -> np.ndarray:
+    """Per-frame pitch details ``(n_frames, 25)``: one-hot pitch class of the note sounding near the
+    frame's end, one-hot pitch class of its lowest note, and its mean pitch relative to the
+    melody's median (in octaves; 0 without notes). Pitch classes are absolute (roll them to the key).
+    """
+    n = max(len(bounds) - 1, 0)
+    out = np.zeros((n, 25))
+    if n == 0 or not notes:
+        return out
+    ns = sorted(notes, key=lambda x: x.start)
+    st = np.array([x.start for x in ns])
+    en = np.array([x.end for x in ns])
+    pitch = np.array([x.pitch for x in ns], dtype=float)
+    med = float(np.median(pitch))
+    for i in range(n):
+        lo, hi = bounds[i], bounds[i + 1]
+        t = lo + 0.85 * (hi - lo)
+        m = np.flatnonzero((st < t) & (en > t))
+        if len(m):
+            out[i, int(pitch[m[-1]]) % 12] = 1.0
+        ov = np.flatnonzero((st < hi) & (en > lo))
+        if len(ov):
+            out[i, 12 + int(pitch[ov].min()) % 12] = 1.0
+            out[i, 24] = (pitch[ov].mean() - med) / 12.0
+    return out
+
+
+def seq_features(
+    w_rel: np.ndarray, sp_rel: np.ndarray, starts_bar: np.ndarray, ends: np.ndarray, pf_rel: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-frame inputs of the sequence classifier (key-relative), ``(n_frames, 39)`` or, with the
+    key-relative :func:`pitch_features` ``pf_rel``, ``(n_frames, 64)`` (the first 39 columns unchanged)."""
     norm = w_rel / np.maximum(w_rel.sum(axis=1, keepdims=True), 1e-6)
-    return np.hstack([
+    cols = [
         norm, np.minimum(w_rel, 2.0) / 2.0, sp_rel,
         starts_bar[:, None] * 1.0, ends[:, None] * 1.0, (w_rel.sum(axis=1, keepdims=True) == 0) * 1.0,
-    ])
+    ]
+    if pf_rel is not None:
+        cols.append(pf_rel)
+    return np.hstack(cols)
+
+
+def roll_pitch_features(pf: np.ndarray, tonic: int) -> np.ndarray:
+    """:func:`pitch_features` made relative to a major tonic (both one-hot blocks rolled)."""
+    out = pf.copy()
+    out[:, :12] = np.roll(pf[:, :12], -tonic, axis=1)
+    out[:, 12:24] = np.roll(pf[:, 12:24], -tonic, axis=1)
+    return out
 
 
 @lru_cache(maxsize=2)
@@ -306,14 +347,27 @@ def _gru(x: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_
     return out
 
 
-def seq_log_posteriors(feats: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
-    """Bidirectional-GRU chord log posteriors ``(n_frames, 24)`` for ``seq_features`` rows."""
-    x = np.tanh(feats @ weights["inp_w"].T + weights["inp_b"])
-    f = _gru(x, weights["gru_f_weight_ih"], weights["gru_f_weight_hh"], weights["gru_f_bias_ih"], weights["gru_f_bias_hh"])
-    b = _gru(x[::-1], weights["gru_b_weight_ih"], weights["gru_b_weight_hh"], weights["gru_b_bias_ih"], weights["gru_b_bias_hh"])[::-1]
-    z = np.hstack([f, b]) @ weights["out_w"].T + weights["out_b"]
+def _one_model(feats: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    x = np.tanh(feats[:, : w["inp_w"].shape[1]] @ w["inp_w"].T + w["inp_b"])
+    f = _gru(x, w["gru_f_weight_ih"], w["gru_f_weight_hh"], w["gru_f_bias_ih"], w["gru_f_bias_hh"])
+    b = _gru(x[::-1], w["gru_b_weight_ih"], w["gru_b_weight_hh"], w["gru_b_bias_ih"], w["gru_b_bias_hh"])[::-1]
+    z = np.hstack([f, b]) @ w["out_w"].T + w["out_b"]
     z -= z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def seq_log_posteriors(feats: np.ndarray, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """Bidirectional-GRU chord log posteriors ``(n_frames, 24)`` for ``seq_features`` rows.
+
+    ``weights`` holds one model (keys ``inp_w``, ...) or an ensemble (keys ``m0_inp_w``, ``m1_...``),
+    whose probabilities are averaged.
+    """
+    prefixes = sorted({k.split("_", 1)[0] for k in weights if k.startswith("m") and k.split("_", 1)[0][1:].isdigit()})
+    if not prefixes:
+        return _one_model(feats, weights)
+    probs = [np.exp(_one_model(feats, {k[len(p) + 1:]: v for k, v in weights.items() if k.startswith(p + "_")}))
+             for p in prefixes]
+    return np.log(np.maximum(np.mean(probs, axis=0), 1e-12))
 
 
 def _emission(
@@ -454,7 +508,8 @@ def harmonize(
     weights = load_seq(seq_path) if use_seq else None
     if weights is not None:
         sp_rel = np.roll(start_pitch_classes(notes, bounds), -major_tonic, axis=1)
-        seq_logp = seq_log_posteriors(seq_features(w_rel, sp_rel, starts_bar, ends), weights)
+        pf_rel = roll_pitch_features(pitch_features(notes, bounds), major_tonic)
+        seq_logp = seq_log_posteriors(seq_features(w_rel, sp_rel, starts_bar, ends, pf_rel), weights)
     em = _emission(tables, w_rel, ends, seq_logp)
     if mode is not None:
         # a named key: prefer its own tonic chord at the edges

@@ -222,7 +222,9 @@ def accompany(
         report_progress(progress, "analyse", 1.0)
         report_progress(progress, "tempo", 0.0)
         duration = vocal.duration
-        grid = track_beats(notes, duration, tempo=bpm)
+        from .beats import audio_envelope
+
+        grid = track_beats(notes, duration, tempo=bpm, audio_env=audio_envelope(vocal.mono(), vocal.sr))
         sr = vocal.sr
         source = "audio"
     report_progress(progress, "tempo", 1.0)

@@ -25,7 +25,7 @@ class Style:
     length_steps)] with degree ``"R"`` root, ``"5"`` fifth, ``"8"`` octave, ``"A"`` approach
     note to the next chord; ``comp``: [(step, length_steps)] chord hits; ``comp_voicing``:
     ``close`` | ``spread`` | ``power`` | ``seventh`` | ``arp``; ``pad_voicing`` for the held
-    chords track (``None``: no pad); GM programs per part.
+    chords track (``None`` leaves that track out); GM programs per part.
     """
 
     name: str
@@ -86,10 +86,10 @@ STYLES: dict[str, Style] = {
                HAT: [(s, 88 if s % 4 == 0 else (70 if s % 2 == 0 else 50)) for s in range(16)]},
         bass=[(0, "R", 2), (3, "8", 1), (6, "R", 1), (7, "5", 1), (10, "R", 2), (12, "8", 1), (14, "A", 1)],
         comp=[(2, 1), (5, 1), (10, 1), (13, 1)],
-        comp_voicing="seventh", pad_voicing=None,
-        programs={"bass": 36, "comp": 27, "pad": 4},
+        comp_voicing="seventh", pad_voicing="close",
+        programs={"bass": 36, "comp": 27, "pad": 16},
         swing=0.15,
-        velocity={"bass": 100, "comp": 84, "pad": 56},
+        velocity={"bass": 100, "comp": 84, "pad": 42},
     ),
     "electronic": Style(
         "electronic",
