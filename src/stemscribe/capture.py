@@ -16,10 +16,10 @@
    less along the sampler's ``(v/127)^2`` curve), splits these into up to three layers (quantiles) and
    keeps the best take per pitch and layer (most periodic, longest held, with a complete release);
 5. finds loop points for sustained takes (held >= 0.15 s, level falling by less than 10 dB/s after the
-   attack): a loop end at
-   a rising zero crossing near the end of the held part and a loop start a whole number of periods
-   earlier at the lag with the highest autocorrelation, again on a rising zero crossing, with a 10 ms
-   crossfade written into the sample so the loop is seamless in any sampler;
+   attack): a loop end at a rising zero crossing near the end of the held part and a loop start a whole
+   number of periods earlier at the lag with the highest autocorrelation, again on a rising zero
+   crossing, with a 10 ms crossfade written into the sample so the loop is seamless in any sampler; a
+   layer whose take is short and cannot loop borrows a take of that pitch twice as long from another;
 6. (pitches never played alone) pulls takes out of chords by harmonic masking, unless ``chords=False``;
 7. maps every key up to ``max_shift`` semitones (default 4) from a sampled pitch to the nearest take (the
    sampler pitch-shifts it), per velocity layer, borrowing a neighbouring layer's take where a layer has
