@@ -69,6 +69,17 @@ def test_framewise_sdr_silent_frame_is_skipped_for_all_targets(rng):
     assert np.isnan(ev.framewise_sdr(ref, est2, sr=SR)[:, 2]).all()
 
 
+def test_interference_share_measures_bleed(rng):
+    refs = rng.standard_normal((3, 2, 4 * SR))
+    assert np.allclose(ev.interference_share(refs, refs), 0.0, atol=1e-9)
+    est = refs.copy()
+    est[0] = refs[0] + 0.5 * refs[1]  # a -6 dB copy of source 1 leaks into 0
+    share = ev.interference_share(refs, est)
+    assert share[0] == pytest.approx(0.25 / 1.25, abs=0.01) and share[1] == pytest.approx(0.0, abs=1e-9)
+    est[2] = 0.0
+    assert np.isnan(ev.interference_share(refs, est)[2])
+
+
 def test_framewise_sdr_short_clip_is_one_frame(rng):
     ref = rng.standard_normal((1, 1, SR // 2))
     assert ev.framewise_sdr(ref, ref / 2, sr=SR).shape == (1, 1)
