@@ -283,21 +283,20 @@ class SpectralFeatures:
         power = np.zeros((n_frames, 2 * bp.N_NOTE_BINS), np.float32)
         if n_frames == 0 or y.size == 0:
             return cls(rms_db, power[:, : bp.N_NOTE_BINS], power[:, bp.N_NOTE_BINS :])
-        centres = np.round(times * bp.SAMPLE_RATE).astype(np.int64)
+        # frames on the uniform 256-sample grid nearest to each model frame (at most 6 ms away), so
+        # they are rows of a strided view rather than a gathered copy
         half = _N_FFT // 2
-        padded = np.pad(np.asarray(y, np.float32), (half, half))
+        padded = np.pad(np.asarray(y, np.float32), (half, half + _N_FFT))
+        grid = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[:: bp.FFT_HOP]
+        rows = np.clip(np.round(times * bp.SAMPLE_RATE / bp.FFT_HOP).astype(np.int64), 0, grid.shape[0] - 1)
         window = np.hanning(_N_FFT).astype(np.float32)
-        norm = float(np.sum(window) ** 2) / 4.0  # a full-scale sine -> power ~0.5 at its peak bin sum
         weights = _pitch_matrix()
-        offsets = np.arange(_N_FFT)
         for lo in range(0, n_frames, block):
-            c = centres[lo : lo + block]
-            idx = np.clip(c[:, None] + offsets[None, :], 0, padded.size - 1)
-            frames = padded[idx]
+            frames = grid[rows[lo : lo + block]]
             seg = frames[:, half // 2 : half // 2 + half]  # the central 1024 samples for loudness
             rms_db[lo : lo + block] = 10 * np.log10(np.mean(seg**2, axis=1) + 1e-12)
             spec = np.fft.rfft(frames * window, axis=1)
-            pw = (spec.real**2 + spec.imag**2).astype(np.float32) / norm
+            pw = (spec.real**2 + spec.imag**2).astype(np.float32) * (4.0 / float(np.sum(window) ** 2))
             power[lo : lo + block] = pw @ weights
         return cls(rms_db, power[:, : bp.N_NOTE_BINS], power[:, bp.N_NOTE_BINS :])
 
