@@ -436,11 +436,13 @@ def write_docs() -> str:
         L += ["`report.json[\"quality\"]` estimates, per stem, bleed and MIDI<->audio consistency without ground truth. "
               "To see whether those estimates mean something, the eval runs compute them next to the true scores:", ""]
         for name, c in checks:
-            L.append(f"- {name}: {c['what']}: **r = {f(c['pearson'], 2)}** (n = {c['n']}).")
-        L += ["", "Both are weak on this data. The bleed estimator reads parts that play the same pitches at the same "
-              "times (the devset's vocals double notes of 'other') as bleed, and the consistency score is dragged down "
-              "by onsets that legato lines do not show in the audio. Treat the per-bar flags as pointers to listen "
-              "to, not as verdicts.", ""]
+            r = c["pearson"]
+            strength = "–" if r is None else ("weak" if abs(r) < 0.4 else "moderate" if abs(r) < 0.7 else "strong")
+            L.append(f"- {name}: {c['what']}: **r = {f(r, 2)}** ({strength}; n = {c['n']}).")
+        L += ["", "Known limits: the bleed estimator reads parts that play the same pitches at the same times (the "
+              "devset's vocals double notes of 'other') as bleed, and the consistency score is pulled down by note "
+              "changes that legato lines do not show as onsets in the audio. Treat the per-bar flags as pointers to "
+              "listen to, not as verdicts.", ""]
     if speed and speed.get("stages_3min"):
         st = speed["stages_3min"]
         L += [f"Its cost on the 3-minute input: {f(st['seconds'].get('report'), 2)} s wall, {f(st['cpu_seconds'].get('report'), 2)} s CPU "
