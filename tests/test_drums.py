@@ -156,6 +156,19 @@ def test_odd_sample_rates_and_channels(sr: int, channels: int) -> None:
         assert hit >= len(times) - 1
 
 
+def test_steady_noise_is_not_a_drum_kit() -> None:
+    rng = np.random.default_rng(7)
+    noise = (0.1 * rng.standard_normal(SR * 5)).astype(np.float32)
+    assert len(transcribe_drums(Audio(noise, SR))) <= 3
+    # ... and does not hide a beat played over it.
+    events = _rock_beat()
+    track = transcribe_drums(Audio(_render(events) + 0.02 * noise[: SR * 4], SR))
+    for name, pitch in (("kick", KICK), ("snare", SNARE)):
+        times = [t for t, n in events if n == name]
+        hit, extra = _found(track, pitch, times)
+        assert hit == len(times) and extra <= 1, (name, hit, extra)
+
+
 def test_silence_and_tiny_inputs() -> None:
     assert len(transcribe_drums(Audio(np.zeros((2, SR * 2), np.float32), SR))) == 0
     assert len(transcribe_drums(Audio(np.zeros((1, 1), np.float32), SR))) == 0

@@ -57,6 +57,8 @@ _FLOOR = np.array([0.06, 0.12, 0.04])
 _OPEN_DECAY, _CRASH_DECAY, _LOUD_CRASH_DECAY, _LOUD_CRASH = 0.17, 0.8, 0.45, 0.7
 #: ... and open hi-hats also ring this many times longer than the song's short (25th percentile) hits.
 _OPEN_VS_CLOSED = 2.5
+#: How much a kick or snare onset must raise its family's bands (dB).
+_MIN_RISE_DB = 3.0
 #: How much a hi-hat or cymbal onset must raise the 8-20 kHz band (dB).
 _HAT_RISE_DB = 2.0
 #: Frequencies (Hz) below which the kick, snare and hi-hat templates adapt to the song.
@@ -116,10 +118,10 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
         report_progress(progress, "transcribe", 1.0, stem="drums")
         return track
     added = _added_energy(M, frames)
-    _, A = _decompose(added, freqs)
+    W, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
     low = M[(freqs > 60) & (freqs < 400)].sum(axis=0)
-    track.notes = _notes(frames, A, high, low, x / peak)
+    track.notes = _notes(frames, A, _rise_db(M, frames, added, W), high, low, x / peak)
     report_progress(progress, "transcribe", 1.0, stem="drums")
     return track.sorted()
 
@@ -199,6 +201,17 @@ def _added_energy(M: np.ndarray, frames: np.ndarray) -> np.ndarray:
     after = np.stack([M[:, f : min(T, f + _ATTACK)].max(axis=1) for f in frames], axis=1)
     before = M[:, np.clip(frames - _BEFORE, 0, T - 1)]
     return np.maximum(0.0, after - before)
+
+
+def _rise_db(M: np.ndarray, frames: np.ndarray, added: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """How much each onset raised each family's bands (dB), weighting bands by its template: ``(3, N)``.
+
+    Fluctuations of a steady noise lift no family by more than ~2 dB; a drum hit lifts its own
+    bands by several.
+    """
+    before = M[:, np.clip(frames - _BEFORE, 0, M.shape[1] - 1)] * (frames >= _BEFORE)
+    w = (W / W.max(axis=0, keepdims=True)).T
+    return 10 * np.log10((w @ (before + added) + 1e-12) / (w @ before + 1e-12))
 
 
 def _prior_templates(freqs: np.ndarray) -> np.ndarray:
@@ -348,8 +361,10 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     return toms
 
 
-def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray, x: np.ndarray) -> list[Note]:
+def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray, low: np.ndarray,
+           x: np.ndarray) -> list[Note]:
     """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
+    ``rise`` ``(3, n_events)`` is how much each onset lifted each family's bands (dB),
     ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``low`` ``(T,)`` the 60-400 Hz mel energy,
     ``x`` ``(n,)`` the normalised signal."""
     times = frames / _FPS
@@ -360,6 +375,9 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray,
     refs = np.maximum(typical, _FLOOR * float(np.percentile(A.sum(axis=0), 95)))
     rel = A / (refs[:, None] + 1e-12)
     present = rel > np.array([_PRESENT[f] for f in _FAMILIES])[:, None]
+    # A kick or snare (or tom) must stand out of what was sounding: steady noise never does.
+    audible = rise[:2] >= _MIN_RISE_DB
+    present[:2] &= audible
     # A kick's beater click leaks into the snare family in proportion to the kick: ask more then.
     # ... and a snare's body leaks into the kick family: a kick under a full snare must be clear.
     kick_ok = ~(present[1] & (rel[1] >= _CONFIDENT)) | (rel[0] > _KICK_WITH_SNARE)
@@ -381,6 +399,7 @@ def _notes(frames: np.ndarray, A: np.ndarray, high: np.ndarray, low: np.ndarray,
     # A crash's broadband wash looks partly like a snare: ask more of a snare under a crash.
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
     toms = _find_toms(present, rel, frames, x, low)
+    toms[~audible.any(axis=0)] = 0
     is_tom = toms > 0
     # A tom takes over the kick and snare shares of its onset, and its stick attack the
     # hi-hat's (hands on the toms rarely also play the hi-hat), unless that is very strong.
