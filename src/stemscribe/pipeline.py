@@ -153,8 +153,6 @@ def _guess_stem(audio: Audio) -> str:
 def _transcribe_one(
     audio: Audio, stem: str, others: Mapping[str, Audio] | None, progress: Progress | None
 ) -> NoteTrack:
-    from .midi import GM_PROGRAMS
-
     if stem == "drums":
         from .transcribe.drums import transcribe_drums
 
@@ -164,9 +162,41 @@ def _transcribe_one(
 
         track = transcribe_pitched(audio, stem=stem, others=others, progress=progress)
     track.name = stem
-    if not track.is_drum and stem in GM_PROGRAMS and track.program == 0 and stem != "other":
-        track.program = GM_PROGRAMS[stem]
     return track
+
+
+def _transcribe_separated(
+    separated: Mapping[str, Audio], wanted: Sequence[str], timer: "_Timer", progress: Progress | None
+) -> dict[str, NoteTrack]:
+    """Transcribe the ``wanted`` stems of a separation, each checked for bleed against all stems."""
+    from .transcribe.pitched import transcribe_stems
+
+    pitched = [s for s in wanted if s != "drums"]
+    tracks: dict[str, NoteTrack] = {}
+    if "drums" in wanted:
+        report_progress(progress, "transcribe", 0.0, stem="drums")
+        with timer("transcribe_drums"):
+            tracks["drums"] = _transcribe_one(separated["drums"], "drums", None, None)
+    if pitched:
+        done = 1 if "drums" in wanted else 0
+        total = len(wanted)
+
+        def sub(event: Mapping[str, Any]) -> None:
+            report_progress(progress, "transcribe", (done + float(event.get("fraction", 0.0)) * len(pitched)) / total,
+                            stem=",".join(pitched))
+
+        with timer("transcribe_pitched"):
+            if len(pitched) == len([s for s in separated if s != "drums"]):
+                # every pitched stem: analyse each once (same notes as one call per stem)
+                found = transcribe_stems(separated, progress=sub)
+            else:
+                found = {s: _transcribe_one(separated[s], s, {o: a for o, a in separated.items() if o != s}, None)
+                         for s in pitched}
+        for s in pitched:
+            track = found[s]
+            track.name = s
+            tracks[s] = track
+    return {s: tracks[s] for s in wanted}
 
 
 def transcribe(
@@ -303,16 +333,11 @@ def split(
 
     tracks: dict[str, NoteTrack] = {}
     if midi:
-        for i, stem in enumerate(wanted):
-            report_progress(progress, "transcribe", i / len(wanted), stem=stem)
-            others = {s: a for s, a in separated.items() if s != stem}
-            with timer(f"transcribe_{stem}"):
-                track = _transcribe_one(separated[stem], stem, others, None)
-                if quantize:
-                    from .midi import quantize as quantize_track
+        tracks = _transcribe_separated(separated, wanted, timer, progress)
+        if quantize:
+            from .midi import quantize as quantize_track
 
-                    track = quantize_track(track, grid, quantize)
-            tracks[stem] = track
+            tracks = {s: quantize_track(t, grid, quantize) for s, t in tracks.items()}
         report_progress(progress, "transcribe", 1.0)
 
     report_progress(progress, "report", 0.0)
