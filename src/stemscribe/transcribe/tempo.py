@@ -112,14 +112,15 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
 
 
 def _refine(frames: np.ndarray, env: np.ndarray, period: float) -> np.ndarray:
-    """Snap beat ``frames`` to the onset peak within a quarter period; drop weak leading/trailing beats.
+    """Snap beat ``frames`` to the onset peak within an eighth of a period (not as far as an
+    off-beat sixteenth); drop weak leading/trailing beats.
 
     The dynamic programme keeps its grid running into silence at the ends of a song, and lands
     a frame or two off the onsets; both are fixed here.
     """
     if frames.size == 0:
         return frames
-    half = max(1, int(period / 4))
+    half = max(1, int(period / 8))
     strength = np.zeros(frames.size)
     out = frames.copy()
     for i, f in enumerate(frames):
