@@ -418,16 +418,17 @@ def write_docs() -> str:
               "htdemucs may differ in details), saved the way demucs saves models and listed in a `htdemucs.yaml` bag, "
               "on `long_1min.wav` (the first 60 s of the 3-minute file; HTDemucs needs several times real time on 2 busy cores). "
               "The outputs are noise: this compares speed and memory, not quality.", "",
-              "| command | exit | wall s | wall RTF | CPU s | peak RSS MB |", "|---|---:|---:|---:|---:|---:|"]
+              "| command | exit | wall s | wall RTF | CPU s | CPU RTF | peak RSS MB |", "|---|---:|---:|---:|---:|---:|---:|"]
         for key, label in (("demucs_cli", "`python -m demucs --repo R -n htdemucs -d cpu -o OUT long_1min.wav`"),
                            ("stemscribe_htdemucs", "`stemscribe split long_1min.wav --model htdemucs --model-dir R --no-midi`"),
                            ("stemscribe_lite", "`stemscribe split long_1min.wav --model lite --no-midi`")):
             r = dem.get(key)
             if r:
-                L.append(f"| {label} | {r['rc']} | {r['wall_s']:.0f} | {r['wall_s'] / d:.2f} | {r['cpu_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+                L.append(f"| {label} | {r['rc']} | {r['wall_s']:.0f} | {r['wall_s'] / d:.2f} | {r['cpu_s']:.0f} | {r['cpu_s'] / d:.2f} | {r['peak_rss_mb']:.0f} |")
         L += ["", "`R` = `benchmarks/results/htdemucs_untrained` (made by `benchmarks/run.py --steps demucs`). "
-              "The stemscribe rows include decoding, writing four WAV stems and the quality report; "
-              "demucs' includes decoding and writing its four WAV stems.", ""]
+              "Each row is the whole command in a fresh process (Python start-up, imports, model load, decoding, "
+              "separation, writing four WAV stems); the stemscribe rows also estimate tempo and key and write "
+              "report.json with the quality report.", ""]
     else:
         missing.append("demucs CLI comparison")
     L += ["## 4. The quality report (no ground truth)", ""]
