@@ -3,9 +3,9 @@
     python benchmarks/stages.py INPUT [--model lite] [--model-dir DIR] [--json OUT]
 
 Stages, each timed on its own (wall clock and process CPU time, all threads, in seconds): ``load`` (decode), ``model_load``,
-``separate``, ``tempo`` (beats + key from the mixture), ``transcribe_<stem>`` (with the other
-stems for the bleed check), ``report`` (quality report), ``midi_write`` (four stem files +
-the combined file), ``audio_write`` (four WAV stems). ``peak_rss_mb`` is this process's
+``separate``, ``tempo`` (beats + key from the mixture), ``transcribe_drums`` and
+``transcribe_pitched`` (vocals, bass and other in one pass, with bleed checks, as ``split``
+does), ``report`` (quality report), ``midi_write`` (four stem files + the combined file), ``audio_write`` (four WAV stems). ``peak_rss_mb`` is this process's
 ``ru_maxrss``. Run it in a fresh process per measurement so the peak belongs to one input.
 """
 
@@ -35,6 +35,7 @@ def main() -> int:
     from stemscribe.report import quality_report
     from stemscribe.separate import get_separator
     from stemscribe.transcribe.key import estimate_key
+    from stemscribe.transcribe.pitched import transcribe_stems
     from stemscribe.transcribe.tempo import estimate_beats
 
     sec: dict[str, float] = {}
@@ -54,10 +55,10 @@ def main() -> int:
               "channels": audio.channels}
     if not args.no_transcribe:
         grid = timed("tempo", lambda: (estimate_beats(audio), estimate_key(audio)))[0]
-        tracks = {}
-        for stem in ("drums", "bass", "other", "vocals"):
-            others = {s: a for s, a in stems.items() if s != stem}
-            tracks[stem] = timed(f"transcribe_{stem}", _transcribe_one, stems[stem], stem, others, None)
+        # as pipeline.split does it: drums on their own, the pitched stems in one pass (each stem
+        # analysed once and checked for bleed against all the others)
+        tracks = {"drums": timed("transcribe_drums", _transcribe_one, stems["drums"], "drums", None, None)}
+        tracks.update(timed("transcribe_pitched", transcribe_stems, stems))
         timed("report", quality_report, stems, tracks, grid)
         with tempfile.TemporaryDirectory() as tmp:
             def write_all():
