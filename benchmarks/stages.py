@@ -2,10 +2,11 @@
 
     python benchmarks/stages.py INPUT [--model lite] [--model-dir DIR] [--json OUT]
 
-Stages, each timed on its own (wall clock and process CPU time, all threads, in seconds): ``load`` (decode), ``model_load``,
-``separate``, ``tempo`` (beats + key from the mixture), ``transcribe_drums`` and
-``transcribe_pitched`` (vocals, bass and other in one pass, with bleed checks, as ``split``
-does), ``report`` (quality report), ``midi_write`` (four stem files + the combined file), ``audio_write`` (four WAV stems). ``peak_rss_mb`` is this process's
+Stages, each timed on its own (wall clock and process CPU time, all threads, in seconds):
+``load`` (decode), ``model_load``, ``separate``, ``tempo`` (beats + key from the mixture),
+``transcribe_drums`` and ``transcribe_pitched`` (vocals, bass and other in one pass, with bleed
+checks, as ``split`` does), ``report`` (quality report), ``midi_write`` (four stem files + the
+combined file), ``audio_write`` (four WAV stems). ``peak_rss_mb`` is this process's
 ``ru_maxrss``. Run it in a fresh process per measurement so the peak belongs to one input.
 """
 
