@@ -24,9 +24,9 @@ np.float = float  # museval 0.4.1 still uses the alias removed in NumPy 1.24
 # need neither, so stand in an empty module
 sys.modules.setdefault("musdb", types.ModuleType("musdb"))
 
-import museval  # noqa: E402
+import museval
 
-from stemscribe.evaluate import framewise_sdr, nanmedian  # noqa: E402
+from stemscribe.evaluate import framewise_sdr, nanmedian
 
 
 def songs(devset: Path | None):

@@ -45,15 +45,24 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import BadArgumentError, BadInputError
 from .report import quality_report
-from .types import STEM_NAMES, Audio, BeatGrid, Note, NoteTrack, Progress, report_progress
+from .types import (
+    STEM_NAMES,
+    Audio,
+    BeatGrid,
+    Note,
+    NoteTrack,
+    Progress,
+    report_progress,
+)
 
 #: epsilon of the whole-clip SDR (MDX 2021 challenge convention)
 SDR_EPS = 1e-7
@@ -749,8 +758,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                     cells.append(_fmt(d.get("f1") if cls == "all" else d.get(cls, {}).get("f1")))
                 lines.append(f"| {cls} | " + " | ".join(cells) + " |")
         t = results["tempo"]
-        lines += ["", f"Tempo: mean absolute error {_fmt(t['mean_abs_error_bpm'], 2)} BPM, "
-                  f"within 2 BPM on {_fmt(t['within_2bpm'], 2)} of {t['songs']} songs."]
+        lines += ["", (f"Tempo: mean absolute error {_fmt(t['mean_abs_error_bpm'], 2)} BPM, "
+                       f"within 2 BPM on {_fmt(t['within_2bpm'], 2)} of {t['songs']} songs.")]
     check = results.get("report_check")
     if check:
         lines += ["", f"Quality report check: {check['what']}: r = {_fmt(check['pearson'], 2)} (n = {check['n']})."]

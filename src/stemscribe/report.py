@@ -23,8 +23,10 @@ and peak, which use the stem as given. The result is plain JSON (floats rounded,
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +119,7 @@ def loudness_lufs(audio: Audio) -> float | None:
     from scipy.signal import sosfilt
 
     sr = audio.sr
-    block, step = int(round(0.4 * sr)), int(round(0.1 * sr))
+    block, step = round(0.4 * sr), round(0.1 * sr)
     if audio.n_samples < block:
         return None
     y = sosfilt(_k_weighting_sos(sr).astype(np.float32), audio.samples, axis=1)
@@ -145,7 +147,7 @@ def loudness_lufs(audio: Audio) -> float | None:
 
 def silence_ratio(audio: Audio, *, threshold_dbfs: float = SILENCE_DBFS, frame: float = 0.1) -> float:
     """Share of ``frame``-second frames whose RMS (over all channels) is below ``threshold_dbfs``."""
-    n = max(1, int(round(frame * audio.sr)))
+    n = max(1, round(frame * audio.sr))
     n_frames = max(1, audio.n_samples // n)
     x = audio.samples[:, : n_frames * n] if audio.n_samples >= n else audio.samples
     if x.shape[1] == 0:
@@ -180,7 +182,7 @@ def bleed_matrix(mags: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """
     names = list(mags)
     edges = np.searchsorted(_freqs(), BLEED_BANDS)
-    bands = [slice(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+    bands = [slice(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
     band_energy = {s: np.array([float(np.sum(np.square(mags[s][:, b], dtype=np.float64))) for b in bands]) for s in names}
     strong = {}
     for s in names:
@@ -517,5 +519,11 @@ def quality_report(
 
 
 __all__: Sequence[str] = [
-    "quality_report", "loudness_lufs", "silence_ratio", "bleed_matrix", "midi_consistency", "render_track", "bar_bounds",
+    "bar_bounds",
+    "bleed_matrix",
+    "loudness_lufs",
+    "midi_consistency",
+    "quality_report",
+    "render_track",
+    "silence_ratio",
 ]
