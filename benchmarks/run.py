@@ -67,6 +67,19 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, log_name: str 
             "peak_rss_mb": ru.ru_maxrss / 1024.0}
 
 
+def provenance() -> dict[str, Any]:
+    """What was measured: the repository commit (and whether src/ had local changes) and the lite weights."""
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    lite = ROOT / "src" / "stemscribe" / "data" / "models" / "lite.json"
+    manifest = json.loads(lite.read_text()) if lite.is_file() else {}
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_modified": bool(git("status", "--porcelain", "--", "src")),
+            "lite_version": manifest.get("version"), "lite_sha256": str(manifest.get("sha256", ""))[:12],
+            "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def save(name: str, data: Any) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
 
@@ -462,6 +475,16 @@ def write_docs() -> str:
     L += ["## Reproduce", "", "```", "source /work/venv/bin/activate", "nice -n 10 python benchmarks/run.py            # all steps (~1 h on a busy 2-core machine)",
           "python benchmarks/run.py --steps docs            # rewrite this file from benchmarks/results/",
           "/tmp/musevalvenv/bin/python benchmarks/crosscheck_museval.py ../shared/data/devset", "```", ""]
+    prov = [(step, load(f"provenance_{step}")) for step in STEPS if step not in ("docs", "inputs")]
+    L += ["## What was measured", "", "| step | started | commit | local changes in src/ | lite weights (version, sha256) |",
+          "|---|---|---|---|---|"]
+    for step, p in prov:
+        if p:
+            L.append(f"| {step} | {p['time']} | {p['commit']} | {'yes' if p['src_modified'] else 'no'} | "
+                     f"{p['lite_version']}, {p['lite_sha256']} |")
+        else:
+            L.append(f"| {step} | not recorded | | | |")
+    L.append("")
     if missing:
         L += ["## Not measured in this run", "", *[f"- {m}" for m in missing], ""]
     DOC.parent.mkdir(parents=True, exist_ok=True)
@@ -486,6 +509,8 @@ def main() -> int:
             continue
         log(f"step {step}")
         t0 = time.perf_counter()
+        if step != "docs":
+            save(f"provenance_{step}", provenance())
         try:
             if step == "docs":
                 log(f"wrote {write_docs()}")
