@@ -49,6 +49,7 @@ def export(ckpt_path: Path, out_dir: Path) -> Path:
         "licence": LICENCE,
         "data": "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation)",
     }
+    tmp.chmod(0o644)
     os.replace(tmp, weights)
     mtmp = out_dir / "lite.json.tmp"
     mtmp.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -193,6 +193,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--lookahead", type=int, default=1)
+    p.add_argument("--arch", default="dense", choices=("dense", "crn"))
     p.add_argument("--ckpt-every", type=float, default=300.0, help="seconds between checkpoints")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: never)")
     p.add_argument("--export-package", action="store_true", help="also export the best model into the package")
@@ -206,7 +207,7 @@ def main() -> None:
     args.ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     train, valid = Clips("train", args.cache), Clips("valid", args.cache)
-    config = {"hidden": args.hidden, "lookahead": args.lookahead}
+    config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     if state is None and args.init_split:

@@ -35,6 +35,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "stems": ["drums", "bass", "other", "vocals"],
     # softmax temperature applied at inference (< 1 sharpens the masks); tuned after training
     "temperature": 1.0,
+    # "dense": linear encoder/decoder over all bins; "crn": per-frame convolutions along frequency
+    # (weight sharing across bins) around the same recurrent bottleneck
+    "arch": "dense",
+    "crn_channels": [8, 16, 32, 32],
 }
 
 
@@ -61,15 +65,36 @@ class LiteNet(nn.Module):
         self.register_buffer("window", window, persistent=False)
         # overlap-add of analysis x synthesis windows sums to this constant
         self.ola_scale = float((window**2).sum()) / self.hop
+        self.hidden = h
+        self.arch = str(c.get("arch", "dense"))
         self.in_mean = nn.Parameter(torch.zeros(nf))
         self.in_scale = nn.Parameter(torch.ones(nf))
-        self.enc = nn.Linear(nf, h, bias=False)
         self.enc_norm = nn.LayerNorm(h)
         self.conv = nn.Conv1d(h, h, self.kernel)
         self.gru = nn.GRU(h, h, int(c["layers"]), batch_first=True)
-        self.dec = nn.Linear(2 * h, h)
-        self.dec_norm = nn.LayerNorm(h)
-        self.out = nn.Linear(h, self.n_stems * nf)
+        if self.arch == "dense":
+            self.enc = nn.Linear(nf, h, bias=False)
+            self.dec = nn.Linear(2 * h, h)
+            self.dec_norm = nn.LayerNorm(h)
+            self.out = nn.Linear(h, self.n_stems * nf)
+        elif self.arch == "crn":
+            chans = [int(v) for v in c["crn_channels"]]
+            self.chans = chans
+            self.crn_bins = self.n_bins - 1  # the Nyquist bin reuses the mask of the bin below
+            if self.crn_bins % (1 << len(chans)):
+                raise ValueError("n_fft / 2 must be divisible by 2 ** len(crn_channels)")
+            self.crn_low = self.crn_bins >> len(chans)
+            ins = [self.channels, *chans[:-1]]
+            self.fenc = nn.ModuleList(nn.Conv1d(i, o, 5, stride=2, padding=2) for i, o in zip(ins, chans))
+            flat = chans[-1] * self.crn_low
+            self.enc = nn.Linear(flat, h, bias=False)
+            self.dec = nn.Linear(2 * h, flat)
+            outs = [*chans[:-1][::-1], chans[0]]
+            self.fdec = nn.ModuleList(
+                nn.ConvTranspose1d(2 * i, o, 4, stride=2, padding=1) for i, o in zip(chans[::-1], outs))
+            self.out = nn.Conv1d(chans[0], self.n_stems * self.channels, 3, padding=1)
+        else:
+            raise ValueError(f"unknown arch {self.arch!r}")
 
     @property
     def latency(self) -> int:
@@ -89,17 +114,40 @@ class LiteNet(nn.Module):
         b, c, t, f = mag.shape
         feat = mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
         feat = (feat - self.in_mean) * self.in_scale
-        return torch.tanh(self.enc_norm(self.enc(feat)))
+        if self.arch == "dense":
+            return torch.tanh(self.enc_norm(self.enc(feat)))
+        # crn: frame-local convolutions along frequency; the skip activations ride along after the
+        # first `hidden` features so the streaming code can treat a frame's features as one vector
+        x = feat.reshape(b * t, c, f)[..., : self.crn_bins]
+        skips = []
+        for layer in self.fenc:
+            x = torch.relu(layer(x))
+            skips.append(x.reshape(b, t, -1))
+        e = torch.tanh(self.enc_norm(self.enc(x.reshape(b, t, -1))))
+        return torch.cat([e, *skips], dim=-1)
 
     def temporal(self, ebuf: torch.Tensor) -> torch.Tensor:
         """Valid convolution over ``(batch, frames, hidden)`` -> ``(batch, frames - kernel + 1, hidden)``."""
-        return torch.relu(self.conv(ebuf.transpose(1, 2))).transpose(1, 2)
+        return torch.relu(self.conv(ebuf[..., : self.hidden].transpose(1, 2))).transpose(1, 2)
 
     def masks(self, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``."""
-        z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
-        b, t, _ = z.shape
-        logits = self.out(z).view(b, t, self.n_stems, self.channels, self.n_bins)
+        b, t, _ = g.shape
+        if self.arch == "dense":
+            z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
+            logits = self.out(z).view(b, t, self.n_stems, self.channels, self.n_bins)
+        else:
+            h = self.hidden
+            x = torch.relu(self.dec(torch.cat([g, e[..., :h]], dim=-1))).reshape(b * t, self.chans[-1], self.crn_low)
+            sizes = [o * (self.crn_bins >> (i + 1)) for i, o in enumerate(self.chans)]
+            skips = torch.split(e[..., h:], sizes, dim=-1)
+            for i, layer in enumerate(self.fdec):
+                level = len(self.chans) - 1 - i
+                skip = skips[level].reshape(b * t, self.chans[level], -1)
+                x = torch.relu(layer(torch.cat([x, skip], dim=1)))
+            x = self.out(x)
+            x = torch.cat([x, x[..., -1:]], dim=-1)
+            logits = x.view(b, t, self.n_stems, self.channels, self.n_bins)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return torch.softmax(logits, dim=2).permute(0, 2, 3, 1, 4)
@@ -131,7 +179,7 @@ class LiteNet(nn.Module):
         t = spec.shape[2] - self.lookahead
         e = self.encode(spec)
         left = self.kernel - 1 - self.lookahead
-        ebuf = torch.nn.functional.pad(e, (0, 0, left, 0))
+        ebuf = torch.nn.functional.pad(e[..., : self.hidden], (0, 0, left, 0))
         g, _ = self.gru(self.temporal(ebuf))
         m = self.masks(g, e[:, :t])
         return m * spec[:, :, :t].unsqueeze(1)
@@ -174,10 +222,9 @@ class LiteStream:
         self.net = net
         n, hop = net.n_fft, net.hop
         c = net.channels
-        h = net.conv.in_channels
         self._inbuf = torch.zeros(c, n - hop)
-        self._ebuf = torch.zeros(1, net.kernel - 1 - net.lookahead, h)
-        self._skip = torch.zeros(1, 0, h)
+        self._ebuf = None  # frame features waiting for the temporal convolution (kernel - 1 kept)
+        self._skip = None
         self._spec = torch.zeros(1, c, 0, net.n_bins, dtype=torch.complex64)
         self._hidden: torch.Tensor | None = None
         self._tail = torch.zeros(net.n_stems, c, n - hop)
@@ -199,7 +246,10 @@ class LiteStream:
         spec = net.stft(self._inbuf[:, : (m - 1) * hop + n]).unsqueeze(0)
         self._inbuf = self._inbuf[:, m * hop :]
         e = net.encode(spec)
-        self._ebuf = torch.cat([self._ebuf, e], dim=1)
+        if self._ebuf is None:
+            self._ebuf = e.new_zeros(1, net.kernel - 1 - net.lookahead, net.hidden)
+            self._skip = e[:, :0]
+        self._ebuf = torch.cat([self._ebuf, e[..., : net.hidden]], dim=1)
         self._skip = torch.cat([self._skip, e], dim=1)
         self._spec = torch.cat([self._spec, spec], dim=2)
         k = self._ebuf.shape[1] - (net.kernel - 1)
