@@ -75,9 +75,20 @@ def devset() -> list[tuple[str, np.ndarray, dict[str, np.ndarray], int]]:
     return clips
 
 
+def _active(vocals: np.ndarray, mix: np.ndarray, sr: int) -> np.ndarray:
+    """Per-0.1 s vocal activity as ``stemscribe live`` reports it (before smoothing)."""
+    from stemscribe.live import VocalActivity
+
+    act = VocalActivity(sr=sr)
+    act.add(vocals, mix)
+    act.finish()
+    return np.array([r >= act.threshold and lv > act.floor_db for r, lv in zip(act.ratios, act.levels_db)])
+
+
 def score(clips, separate) -> tuple[dict[str, float], float]:
-    """Mean SDR per stem (+ ``avg``) and the processing time over ``clips``."""
+    """Mean SDR per stem (+ ``avg``), vocal-activity frame accuracy, and the CPU time over ``clips``."""
     res = {s: [] for s in STEMS}
+    acc = []
     took = 0.0
     for _, mix, refs, sr in clips:
         t = time.process_time()
@@ -85,8 +96,10 @@ def score(clips, separate) -> tuple[dict[str, float], float]:
         took += time.process_time() - t
         for s in STEMS:
             res[s].append(sdr(refs[s], est[s]))
+        acc.append(float(np.mean(_active(est["vocals"], mix, sr) == _active(refs["vocals"], mix, sr))))
     out = {s: round(float(np.mean(v)), 2) for s, v in res.items()}
     out["avg"] = round(float(np.mean([out[s] for s in STEMS])), 2)
+    out["vocal_activity_accuracy"] = round(float(np.mean(acc)), 3)
     return out, took
 
 
@@ -114,12 +127,13 @@ def main() -> None:
         seconds = sum(m.shape[-1] / sr for _, m, _, sr in clips)
         m, took = score(clips, model)
         report[name] = {"clips": len(clips), "model": m, "model_cpu_rtf": round(took / seconds, 4)}
-        print(f"{name} ({len(clips)} clips)  model   " + "  ".join(f"{s} {m[s]:6.2f}" for s in (*STEMS, "avg"))
-              + f"   cpu x{took / seconds:.3f} real time")
+        print(f"{name} ({len(clips)} clips)  model    " + "  ".join(f"{s} {m[s]:6.2f}" for s in (*STEMS, "avg"))
+              + f"   vocal activity {m['vocal_activity_accuracy']:.3f}   cpu x{took / seconds:.3f} real time")
         if not args.no_baseline:
             b, _ = score(clips, baseline)
             report[name]["baseline"] = b
-            print(f"{name} ({len(clips)} clips)  baseline" + "  ".join(f"{s} {b[s]:6.2f}" for s in (*STEMS, "avg")))
+            print(f"{name} ({len(clips)} clips)  baseline " + "  ".join(f"{s} {b[s]:6.2f}" for s in (*STEMS, "avg"))
+                  + f"   vocal activity {b['vocal_activity_accuracy']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
