@@ -132,6 +132,18 @@ def load_split(src: Path) -> dict:
     return ckpt
 
 
+def load_exported(weights: Path) -> dict:
+    """A training state (no optimizer) from exported ``lite.safetensors`` + ``lite.json``."""
+    from safetensors.torch import load_file
+
+    manifest = json.loads(weights.with_suffix(".json").read_text())
+    model = {k: v.float() for k, v in load_file(str(weights)).items()}
+    training = manifest.get("training", {})
+    return {"config": manifest["config"], "model": model, "step": int(training.get("step", 0)),
+            "seconds": float(training.get("hours", 0.0)) * 3600,
+            "best": float(manifest.get("validation_sdr_db", {}).get("avg", -1e9))}
+
+
 def loss_fn(net: LiteNet, stems: torch.Tensor) -> torch.Tensor:
     """L1 on complex stem STFTs + L1 on their magnitudes, relative to the mixture's level.
 
@@ -201,6 +213,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loader processes (0: in the training process)")
     p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
     p.add_argument("--init-split", type=Path, help="start from a split checkpoint when there is no last.pt")
+    p.add_argument("--init-weights", type=Path,
+                   help="start from exported weights (e.g. the package's lite.safetensors, manifest beside it) when "
+                        "there is no last.pt: a fresh clone continues training from what was shipped (new optimizer)")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -210,8 +225,13 @@ def main() -> None:
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    source = last
     if state is None and args.init_split:
-        state = load_split(args.init_split)
+        state, source = load_split(args.init_split), args.init_split
+    fresh_opt = False
+    if state is None and args.init_weights:
+        state, source = load_exported(args.init_weights), args.init_weights
+        fresh_opt = True
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -223,10 +243,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     if state is not None:
         net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        if not fresh_opt:
+            opt.load_state_dict(state["optimizer"])
         step, seconds, best = state["step"], state["seconds"], state["best"]
         rng = np.random.default_rng([args.seed, step])
-        print(f"resumed from {last} at step {step} ({seconds / 3600:.2f} h trained, best avg {best:.2f} dB)", flush=True)
+        print(f"resumed from {source} at step {step} ({seconds / 3600:.2f} h trained, best avg {best:.2f} dB)", flush=True)
     else:
         init_input_stats(net, train, rng, int(args.seconds * net.config["sr"]))
     for group in opt.param_groups:
