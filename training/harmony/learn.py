@@ -147,7 +147,6 @@ def baseline_chords(song: Song, tables: H.HarmonyTables, kind: str, *, true_key:
     t_end = song.chords[-1][1]
     bounds, starts_bar = H.frame_times(grid, t_end, beats_per_frame=4)
     w = H.melody_weights(song.melody, bounds)
-    ends = np.zeros(len(w), bool)
     out = []
     for i in range(len(w)):
         mid = 0.5 * (bounds[i] + bounds[i + 1])
@@ -222,6 +221,9 @@ def main() -> None:
     ap.add_argument("--seq", type=Path, default=None, help="sequence-classifier weights (default: packaged seq.npz)")
     ap.add_argument("--no-seq", action="store_true", help="generative HMM only (no GRU classifier)")
     ap.add_argument("--results", type=Path, default=None, help="also write the evaluation numbers here (JSON)")
+    ap.add_argument("--fixed", default=None, metavar="ALPHA,BETA,GAMMA",
+                    help="skip the validation search and use these weights (e.g. for models trained with "
+                         "train_seq.py --all, for which the validation split is no longer unseen)")
     args = ap.parse_args()
     global SEQ_PATH, USE_SEQ
     SEQ_PATH, USE_SEQ = args.seq, not args.no_seq
@@ -235,8 +237,12 @@ def main() -> None:
 
     counts = learn(fit)
     best = (-1.0, 1.0, 1.0, 1.0)
+    if args.fixed:
+        a, b, g = map(float, args.fixed.split(","))
+        best = (0.0, a, b, g)
+        args.alphas = ""
     gammas = [0.0] if args.no_seq else list(map(float, args.gammas.split(",")))
-    for a in map(float, args.alphas.split(",")):
+    for a in (map(float, args.alphas.split(",")) if args.alphas else []):
         for b in map(float, args.betas.split(",")):
             for g in gammas:
                 if a == 0 and g == 0:

@@ -17,8 +17,9 @@ A bidirectional GRU (``seq.npz``, trained by ``training/harmony/train_seq.py``, 
 reads the whole song's per-frame melody features and gives chord posteriors that are added to the
 emissions (a hybrid HMM); the learned transitions and cadences then pick the path.
 
-Emission for one frame: ``alpha * sum_pc w[pc] * log emit[state, pc]`` with ``w`` the melody's
-beat-weighted durations in that frame (in beats).
+Emission for one frame: ``alpha * sum_pc w[pc] * log emit[state, pc] + gamma * log p_gru(state)``
+(+ ``beta * cadence`` at phrase ends), with ``w`` the melody's accent-weighted durations in that
+frame (fractions of the frame).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ __all__ = [
     "frame_times",
     "melody_weights",
     "phrase_ends",
+    "start_pitch_classes",
+    "pitch_features",
+    "seq_features",
+    "load_seq",
+    "seq_log_posteriors",
     "detect_key",
     "viterbi",
     "harmonize",

@@ -96,7 +96,6 @@ def notes_from_f0(times: np.ndarray, midi: np.ndarray, *, min_dur: float = 0.09)
             i += 1
             continue
         j = i
-        ref = midi[i]
         while j + 1 < n and not np.isnan(midi[j + 1]) and abs(midi[j + 1] - np.median(midi[max(i, j - 5):j + 1])) < 0.8:
             j += 1
         dur = (j - i + 1) * hop
@@ -104,7 +103,6 @@ def notes_from_f0(times: np.ndarray, midi: np.ndarray, *, min_dur: float = 0.09)
             pitch = int(np.round(np.median(midi[i:j + 1])))
             notes.append(Note(pitch, float(times[i]), float(times[i] + dur), 90))
         i = j + 1
-        del ref
     return notes
 
 
