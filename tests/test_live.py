@@ -131,3 +131,22 @@ def test_cli_live_file_and_errors(tmp_path, capsys):
     assert main(["live", str(src), "--out", str(tmp_path / "p"), "--block-ms", "0"]) != 0
     assert "block-ms" in capsys.readouterr().err
     assert main(["live", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "q")]) != 0
+
+
+def test_interrupted_stream_keeps_what_was_separated(sep, tmp_path):
+    from stemscribe.live import run_live
+
+    x = _signal(1.0, 6)
+
+    def blocks():
+        for i in range(0, SR // 2, 1000):
+            yield x[:, i : i + 1000]
+        raise KeyboardInterrupt  # Ctrl-C half-way
+
+    report = run_live(blocks(), out_dir=tmp_path, channels=2, block=1000, separator=sep)
+    assert report["interrupted"] is True
+    vocals, _ = sf.read(tmp_path / "vocals.wav", dtype="float32", always_2d=True)
+    inst, _ = sf.read(tmp_path / "instrumental.wav", dtype="float32", always_2d=True)
+    n = 1000 * len(range(0, SR // 2, 1000))
+    assert vocals.shape == (n, 2)
+    assert np.max(np.abs(vocals + inst - x[:, :n].T)) < 2 / 32768 + 1e-6
