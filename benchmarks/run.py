@@ -176,11 +176,10 @@ def step_basic_pitch() -> None:
     separator = get_separator("lite")
     for song in songs:  # the same separated audio that `eval transcription --source separated` scores
         d = sep_dir / song.name
-        if not all((d / f"{s}.wav").is_file() for s in PITCHED):
-            d.mkdir(parents=True, exist_ok=True)
-            stems = separator.separate(song.load_mixture())
-            for s in PITCHED:
-                audio_io.write(d / f"{s}.wav", stems[s])
+        d.mkdir(parents=True, exist_ok=True)
+        stems = separator.separate(song.load_mixture())
+        for s in PITCHED:
+            audio_io.write(d / f"{s}.wav", stems[s])
     env = dict(os.environ, OMP_NUM_THREADS="2")
     rows: dict[str, Any] = {"true": {}, "separated": {}}
     runs = []
