@@ -348,7 +348,9 @@ def split(
         except ImportError:  # pragma: no cover - report module optional during development
             quality_report = None
         if quality_report is not None:
-            quality = quality_report({s: separated[s] for s in wanted}, tracks, grid)
+            # bleed is judged against all four stems; the report lists the ones asked for
+            quality = quality_report(separated, tracks, grid)
+            quality["stems"] = {s: v for s, v in quality.get("stems", {}).items() if s in wanted}
     report_progress(progress, "report", 1.0)
 
     result = SplitResult(input=src_path or Path(name), out_dir=out_dir / name, model=model_name, notice=notice)

@@ -233,6 +233,8 @@ def create_app(settings: Settings) -> FastAPI:
                 yield sse(job_event(job))
                 if job.status in jobs_mod.TERMINAL:
                     return
+                # Events queued between subscribing and reading the snapshot are older than it.
+                seen_progress = job.progress
             else:
                 yield sse({"type": "hello", "time": time.time()})
             while True:
@@ -247,6 +249,10 @@ def create_app(settings: Settings) -> FastAPI:
                     ev_id = event.get("id") or event.get("job", {}).get("id")
                     if ev_id != job_id:
                         continue
+                    ev_job = event.get("job") or {}
+                    if ev_job.get("status") == "running" and ev_job.get("progress", 1.0) < seen_progress:
+                        continue
+                    seen_progress = max(seen_progress, ev_job.get("progress", seen_progress))
                 yield sse(event)
                 if job_id is not None and (
                     event["type"] == "deleted" or event["job"]["status"] in jobs_mod.TERMINAL
