@@ -136,20 +136,25 @@ def write_midi(path: str | Path, tracks: Sequence[NoteTrack], grid: BeatGrid | N
     return path
 
 
-def read_midi(path: str | Path) -> tuple[list[NoteTrack], BeatGrid]:
-    """Read a MIDI file into note tracks (one per instrument) and its beat grid.
-
-    Raises :class:`BadInputError` when the file is missing or not a MIDI file.
-    """
+def open_pretty_midi(path: str | Path):
+    """Parse ``path`` with pretty_midi; :class:`BadInputError` when missing or not a MIDI file."""
     import pretty_midi
 
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: no such MIDI file")
     try:
-        pm = pretty_midi.PrettyMIDI(str(path))
+        return pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for broken files
         raise BadInputError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+
+
+def read_midi(path: str | Path) -> tuple[list[NoteTrack], BeatGrid]:
+    """Read a MIDI file into note tracks (one per instrument) and its beat grid.
+
+    Raises :class:`BadInputError` when the file is missing or not a MIDI file.
+    """
+    pm = open_pretty_midi(path)
     tracks = []
     for i, inst in enumerate(pm.instruments):
         notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]

@@ -299,15 +299,9 @@ def _cc_at(changes: list[tuple[float, int]], t: float, default: int) -> int:
 def _read_midi_voices(path: str | Path) -> list[tuple[NoteTrack, list[Voice]]]:
     """Tracks and their voices: sustain pedal applied, channel volume (CC 7, relative to the GM default
     100), expression (CC 11) and pan (CC 10) taken at each note's start."""
-    import pretty_midi
+    from .midi import open_pretty_midi
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such MIDI file")
-    try:
-        pm = pretty_midi.PrettyMIDI(str(path))
-    except Exception as exc:  # pretty_midi/mido raise many types for broken files
-        raise BadInputError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+    pm = open_pretty_midi(path)
     out = []
     for i, inst in enumerate(pm.instruments):
         notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]
