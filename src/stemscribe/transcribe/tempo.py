@@ -3,7 +3,7 @@
 The onset envelope is a log-mel spectral flux; the global tempo comes from its autocorrelation
 with a log-normal prior around 110 BPM (so 4/4 pop at 60..180 BPM lands in the right octave),
 refined to a tenth of a BPM with a comb filter, and beats from dynamic programming
-(:func:`librosa.beat.beat_track`) locked to that tempo.  Downbeats are the beat phase (in groups
+(:func:`track_beats`, librosa's algorithm in NumPy) locked to that tempo.  Downbeats are the beat phase (in groups
 of four) with the strongest onsets (broadband plus low band, where kicks land).
 """
 
@@ -100,15 +100,66 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
         return BeatGrid(DEFAULT_TEMPO)
     tempo = _estimate_tempo(env, fps)
     report_progress(progress, "tempo", 0.5)
-    _, beat_frames = librosa.beat.beat_track(
-        onset_envelope=env, sr=_SR, hop_length=_HOP, bpm=tempo, tightness=400, trim=False, units="frames"
-    )
-    beat_frames = _refine(np.asarray(beat_frames, dtype=int), env, 60.0 * fps / tempo)
+    beat_frames = track_beats(env, frames_per_beat=float(np.round(fps * 60.0 / tempo)), tightness=400.0)
+    beat_frames = _refine(beat_frames, env, 60.0 * fps / tempo)
     beats = librosa.frames_to_time(beat_frames, sr=_SR, hop_length=_HOP)
     accent = low / (low.max() + 1e-12) + env / (env.max() + 1e-12)
     downbeats = _downbeats(beats, beat_frames, accent)
     report_progress(progress, "tempo", 1.0)
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
+
+
+def track_beats(env: np.ndarray, *, frames_per_beat: float, tightness: float = 400.0) -> np.ndarray:
+    """Ellis' dynamic-programming beat tracker at a fixed tempo; beat frame indices ``(n_beats,)``.
+
+    The same algorithm as ``librosa.beat.beat_track(onset_envelope=env, bpm=..., trim=False)``
+    (normalised onsets smoothed by a Gaussian of one beat, best predecessor 0.5-2 beats back under a
+    log-tempo penalty, path traced back from the last strong local maximum), in NumPy: librosa's
+    version compiles numba kernels in every new process, which cost seconds per split.
+    """
+    env = np.asarray(env, dtype=np.float64)
+    n = env.size
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    fpb = float(frames_per_beat)
+    onsets = env / (env.std(ddof=1) + np.finfo(np.float64).tiny) if n > 1 else env
+    window = np.exp(-0.5 * (np.arange(-fpb, fpb + 1) * 32.0 / fpb) ** 2)
+    half = window.size // 2
+    local = np.convolve(onsets, window)[half: half + n]  # 'same'-mode, also when n < window size
+    d_min, d_max = int(np.round(fpb / 2)), int(2 * fpb)
+    offsets = np.arange(d_min, d_max + 1)  # predecessor distances, nearest first
+    penalty = -tightness * (np.log(offsets) - np.log(fpb)) ** 2
+    cum = np.empty(n)
+    back = np.full(n, -1, dtype=int)
+    thresh = 0.01 * local.max()
+    first = True
+    for i in range(n):
+        k = min(offsets.size, i - d_min + 1) if i >= d_min else 0
+        if k > 0:
+            cand = cum[i - offsets[:k]] + penalty[:k]
+            j = int(np.argmax(cand))  # first maximum = nearest predecessor, as librosa
+            cum[i] = local[i] + cand[j]
+            loc = i - int(offsets[j])
+        else:
+            cum[i] = local[i]
+            loc = -1
+        if first and local[i] < thresh:
+            back[i] = -1
+        else:
+            back[i] = loc
+            first = False
+    padded = np.concatenate([cum[:1], cum, cum[-1:]])
+    peaks = (cum > padded[:-2]) & (cum >= padded[2:])
+    if not peaks.any():
+        return np.zeros(0, dtype=int)
+    threshold = 0.5 * float(np.median(cum[peaks]))
+    strong = np.flatnonzero(peaks & (cum >= threshold))
+    tail = int(strong[-1]) if strong.size else n - 1
+    beats = []
+    while tail >= 0:
+        beats.append(tail)
+        tail = int(back[tail])
+    return np.asarray(beats[::-1], dtype=int)
 
 
 def _refine(frames: np.ndarray, env: np.ndarray, period: float) -> np.ndarray:
