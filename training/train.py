@@ -62,9 +62,20 @@ class Clips:
         return len(self.arrays)
 
 
+def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random two-band tilt EQ: one-pole split at 150 Hz-5 kHz, each band -6..+6 dB. ``x``: ``(2, n)``."""
+    from scipy.signal import lfilter
+
+    cutoff = 150 * (5000 / 150) ** rng.random()
+    p = float(np.exp(-2 * np.pi * cutoff / 44100))
+    low = lfilter([1 - p], [1, -p], x, axis=-1)
+    g_low, g_high = 10 ** (rng.uniform(-6, 6, size=2) / 20)
+    return (g_low * low + g_high * (x - low)).astype(np.float32)
+
+
 def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
-    polarity, varispeed; sometimes all stems from one clip (coherent real mixes)."""
+    polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes)."""
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
         coherent = rng.random() < 0.25
@@ -87,6 +98,8 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) 
                 seg = seg[:, i0] * (1 - frac) + seg[:, i0 + 1] * frac
             else:
                 seg = seg[:, :length]
+            if rng.random() < 0.5:
+                seg = random_eq(seg, rng)
             gain = 10 ** (rng.uniform(-9, 3) / 20)
             if rng.random() < 0.5:
                 gain = -gain
