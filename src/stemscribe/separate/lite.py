@@ -169,26 +169,23 @@ class LiteStreamer:
     def push(self, block: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode(), _threads_for(np.shape(block)[-1], self.sr):
+        with torch.inference_mode(), _one_thread():
             return self._post(self._stream.push(self._prep(block)))
 
     def flush(self) -> np.ndarray:
         import torch
 
-        with torch.inference_mode(), _threads_for(0, self.sr):
+        with torch.inference_mode(), _one_thread():
             return self._post(self._stream.flush())
 
 
 @contextlib.contextmanager
-def _threads_for(n_samples: int, sr: int) -> Iterator[None]:
-    """One torch thread for short blocks: live blocks are a few small matrix products, where
-    worker threads only add hand-over cost (measured 0.16 x real time on one thread, 11 x with two
-    threads on a 2-core machine with another busy process)."""
+def _one_thread() -> Iterator[None]:
+    """Run the network on one torch thread. Its frame-by-frame GRU is many small products where
+    a second thread gains little on an idle 2-core machine (0.078 -> 0.055 x real time) and costs
+    a lot when the other core is busy (0.55 x offline; 11 x real time live, against 0.15 x)."""
     import torch
 
-    if n_samples >= sr:
-        yield
-        return
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
