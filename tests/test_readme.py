@@ -1,0 +1,37 @@
+"""The README's quick start runs as written (its `stemscribe split` line, on the shipped demo song)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import mido
+
+from stemscribe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick_start_split() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    lines = [ln.strip() for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for ln in block.splitlines()]
+    split = [ln for ln in lines if ln.startswith("stemscribe split ")]
+    assert split, "the README's quick start has no `stemscribe split` command"
+    return shlex.split(split[0])[1:]
+
+
+def test_readme_quick_start_split(tmp_path, monkeypatch):
+    argv = _quick_start_split()
+    out_index = argv.index("--out") + 1
+    argv[out_index] = str(tmp_path / argv[out_index])
+    argv = [str(ROOT / a) if a.endswith((".flac", ".wav", ".mp3")) else a for a in argv]
+    monkeypatch.chdir(ROOT)
+    assert main(argv + ["-q"]) == 0
+    song = tmp_path / "stems" / "demo"
+    report = json.loads((song / "report.json").read_text())
+    assert abs(report["tempo_bpm"] - 110.0) < 2.0  # the demo is made at 110 BPM
+    assert report["key"] == "A minor"
+    assert report["note_counts"]["drums"] > 0 and report["note_counts"]["bass"] > 0
+    assert len(mido.MidiFile(song / "demo.mid").tracks) == 5
