@@ -31,6 +31,7 @@ sha256. Both are verified when a model is loaded (not by :func:`list_models`, wh
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -272,6 +273,15 @@ def locate_demucs(name: str, model_dir: str | os.PathLike[str] | None = None) ->
             if loc is not None:
                 return loc
     return None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a weights file, read in 1 MiB blocks (bounded memory for large checkpoints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_name(name: str) -> str:

@@ -16,7 +16,6 @@ plus the output stems, whatever the input length.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelUnavailableError
-from ..models import ModelLocation, downloads_allowed, how_to_get, locate_demucs, search_dirs
+from ..models import ModelLocation, downloads_allowed, file_sha256, how_to_get, locate_demucs, search_dirs
 from ..types import STEM_NAMES, Audio, Progress, report_progress
 from .base import Separator
 from .chunking import overlap_add
@@ -33,14 +32,6 @@ __all__ = ["DemucsSeparator", "load_demucs_model"]
 
 #: Chunk layout in seconds; see the module docstring.
 CHUNK_S, OVERLAP_S, CONTEXT_S = 60.0, 2.0, 1.0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _corrupt(name: str, path: Path, why: str) -> ModelUnavailableError:
@@ -78,7 +69,7 @@ def _load_one(name: str, path: Path) -> Any:
             target = path.resolve()
             # HuggingFace cache blobs are named by the sha256 of their content.
             if len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
-                if _sha256(target) != target.name:
+                if file_sha256(target) != target.name:
                     raise ModelLoadingError(f"sha256 does not match the cache blob name {target.name}")
             from demucs.hf import load_safetensors_model
 

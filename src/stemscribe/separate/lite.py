@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import BadInputError, ModelUnavailableError
+from ..models import file_sha256
 from ..types import Audio, Progress, report_progress
 from .base import Separator
 
@@ -52,14 +53,6 @@ def _read_manifest(weights: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or "sha256" not in manifest or "config" not in manifest:
         raise ModelUnavailableError(f"lite model manifest {path} lacks sha256/config; {_REINSTALL}")
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def lite_info() -> dict[str, Any]:
@@ -96,7 +89,7 @@ def lite_info() -> dict[str, Any]:
     })
     if weights.is_file():
         info["size_bytes"] = weights.stat().st_size
-        info["available"] = _sha256(weights) == manifest["sha256"]
+        info["available"] = file_sha256(weights) == manifest["sha256"]
         if not info["available"]:
             info["error"] = f"{weights} does not match its sha256 (corrupt); {_REINSTALL}"
     return info
