@@ -8,16 +8,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from . import __version__
-from .errors import BadArgumentError, BadInputError, OutputError
+from .errors import BadArgumentError
 from .types import STEM_NAMES, Audio, BeatGrid, NoteTrack, Progress, report_progress
 
 AUDIO_FORMATS = ("wav", "flac", "mp3")
@@ -74,20 +75,6 @@ def output_name(path: Path) -> str:
 def combined_midi_name(name: str) -> str:
     """``<name>.mid``, or ``<name>_all.mid`` when ``name`` would collide with a stem's MIDI file."""
     return f"{name}_all.mid" if name in STEM_NAMES else f"{name}.mid"
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Fail early, before minutes of work, when ``out_dir`` cannot be created or written."""
-    import os
-    import tempfile
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".stemscribe-probe-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
 
 
 def _as_audio(source: str | Path | Audio) -> tuple[Audio, Path | None]:
@@ -232,22 +219,18 @@ def transcribe(
 
 
 class _Timer:
-    """Wall time per stage, for the report."""
+    """Wall time per stage, for the report: ``with timer("load"): ...``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def __call__(self, stage: str):
-        timer = self
-
-        class _Ctx:
-            def __enter__(self_inner):
-                self_inner.t0 = time.perf_counter()
-
-            def __exit__(self_inner, *exc):
-                timer.seconds[stage] = round(timer.seconds.get(stage, 0.0) + time.perf_counter() - self_inner.t0, 4)
-
-        return _Ctx()
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - t0, 4)
 
 
 def split(
@@ -286,7 +269,7 @@ def split(
         Receives ``{"stage", "fraction"[, "stem"]}`` events.
     """
     from . import audio as audio_io
-    from .atomic import atomic_dir
+    from .atomic import atomic_dir, ensure_dir
     from .separate import resolve_model, get_separator
 
     wanted = validate_stems(stems)
@@ -303,10 +286,8 @@ def split(
     else:
         src_path = Path(source)
         name = name or output_name(src_path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output path {out_dir} exists and is not a folder")
     model_name, notice = resolve_model(model, model_dir=model_dir)
-    _check_writable(out_dir)
+    ensure_dir(out_dir)  # fail before minutes of work when the folder cannot be written
 
     timer = _Timer()
     report_progress(progress, "load", 0.0)
@@ -403,4 +384,4 @@ def split(
     return result
 
 
-__all__ = ["split", "transcribe", "separate", "SplitResult", "validate_stems", "BadInputError"]
+__all__ = ["split", "transcribe", "separate", "SplitResult", "validate_stems"]
