@@ -172,3 +172,11 @@ def test_real_cli_exit_code(tmp_path):
                           str(tmp_path / "o")], capture_output=True, text=True)
     assert res.returncode != 0
     assert res.stderr.strip().count("\n") <= 1 and "none.flac" in res.stderr
+
+
+@pytest.mark.parametrize("stem", ["drums", "bass", "vocals", "other"])
+def test_transcribe_auto_recognises_each_devset_stem(devset, stem):
+    from stemscribe.audio import load
+    from stemscribe.pipeline import _guess_stem
+
+    assert _guess_stem(load(devset / "dev00" / f"{stem}.flac")) == stem

@@ -109,12 +109,9 @@ def _guess_stem(audio: Audio) -> str:
     import librosa
 
     from .transcribe.pitched import transcribe_pitched
+    from .transcribe.tempo import mono_at
 
-    y = audio.mono()
-    sr = audio.sr
-    if audio.sr > 22050:
-        y = librosa.resample(y, orig_sr=sr, target_sr=22050)
-        sr = 22050
+    y = mono_at(audio, min(audio.sr, 22050))
     if not np.any(np.abs(y) > 1e-4):
         return "other"
     spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
