@@ -48,18 +48,28 @@ STEMS = ("drums", "bass", "other", "vocals")
 
 
 class Clips:
-    """Memory-mapped cached clips: ``stems[i]`` is ``(4, 2, n)``; ``mixture[i]`` is ``(2, n)``."""
+    """Memory-mapped cached clips: ``stem(i, s)`` is ``(2, n)`` for stem index ``s`` (drums, bass, other, vocals).
 
-    def __init__(self, split: str, cache: Path = CACHE) -> None:
-        index = json.loads((cache / "index.json").read_text())
+    The musdb cache stores ``(5, 2, n)`` float32 (mixture first); the rendered cache
+    (``training/render_data.py``) stores ``(4, 2, n)`` float16 (stems only)."""
+
+    def __init__(self, split: str | None, cache: Path = CACHE) -> None:
+        if (cache / "index.json").exists():
+            index = json.loads((cache / "index.json").read_text())
+        else:  # a rendered cache still being written: take the finished clips
+            index = {"streams": ["drums"], "clips": [{"file": p.name} for p in sorted(cache.glob("[0-9]*[0-9].npy"))]}
+        self.first = 1 if index.get("streams", [""])[0] == "mixture" else 0
         self.names, self.arrays = [], []
         for clip in index["clips"]:
-            if clip["split"] == split:
-                self.names.append(clip["name"])
+            if split is None or clip.get("split") == split:
+                self.names.append(clip.get("name", clip["file"]))
                 self.arrays.append(np.load(cache / clip["file"], mmap_mode="r"))
 
     def __len__(self) -> int:
         return len(self.arrays)
+
+    def stem(self, i: int, s: int) -> np.ndarray:
+        return self.arrays[i][s + self.first]
 
 
 def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,24 +83,42 @@ def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (g_low * low + g_high * (x - low)).astype(np.float32)
 
 
-def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
+def _segment(clips: Clips, i: int, s: int, start: int | None, need: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """``need`` samples of stem ``s`` of clip ``i`` from ``start`` (random when None); returns (segment, start)."""
+    clip = clips.stem(i, s)
+    n = clip.shape[-1]
+    if n <= need:
+        seg = np.pad(np.asarray(clip, np.float32), ((0, 0), (0, need - n + 1)))
+        return seg, 0
+    if start is None or start + need > n:
+        start = int(rng.integers(n - need))
+    return np.asarray(clip[:, start : start + need], np.float32), start
+
+
+def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
+               rendered: Clips | None = None, p_rendered: float = 0.0) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
-    polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes)."""
+    polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes).
+
+    With probability ``p_rendered`` an example comes from a rendered POP909 clip instead (drums,
+    bass and other from the same clip and offset, i.e. one arrangement), whose vocals are the
+    rendered (formant-synthesised or GM voice) part half of the time and a real musdb vocal otherwise."""
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
-        coherent = rng.random() < 0.25
-        base = int(rng.integers(len(clips)))
+        from_render = rendered is not None and len(rendered) and rng.random() < p_rendered
+        coherent = from_render or rng.random() < 0.25
+        base = int(rng.integers(len(rendered) if from_render else len(clips)))
+        start = None
         for s in range(4):
-            clip = clips.arrays[base if coherent else int(rng.integers(len(clips)))]
+            source, i = (rendered, base) if from_render else (clips, base if coherent else int(rng.integers(len(clips))))
+            if from_render and s == 3 and rng.random() < 0.5:
+                source, i = clips, int(rng.integers(len(clips)))
             speed = 1.0 if coherent or rng.random() < 0.5 else float(rng.uniform(0.88, 1.12))
             need = math.ceil(length * speed) + 2
-            n = clip.shape[-1]
-            if n <= need:
-                seg = np.asarray(clip[s + 1], np.float32)
-                seg = np.pad(seg, ((0, 0), (0, need - n + 1)))
-            else:
-                start = int(rng.integers(n - need))
-                seg = np.asarray(clip[s + 1, :, start : start + need], np.float32)
+            seg, first = _segment(source, i, s, start if source is rendered or (coherent and not from_render) else None,
+                                  need, rng)
+            if source is rendered or (coherent and not from_render):
+                start = first
             if speed != 1.0:
                 pos = np.arange(length) * speed
                 i0 = pos.astype(np.int64)
@@ -114,14 +142,16 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int) 
 class RemixStream(torch.utils.data.IterableDataset):
     """Endless random batches for a DataLoader; each worker draws from its own seed."""
 
-    def __init__(self, clips: Clips, seed: int, batch: int, length: int) -> None:
+    def __init__(self, clips: Clips, seed: int, batch: int, length: int, rendered: Clips | None = None,
+                 p_rendered: float = 0.0) -> None:
         self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
+        self.rendered, self.p_rendered = rendered, p_rendered
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0, int(time.time())])
         while True:
-            yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length))
+            yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered))
 
 
 def save_split(ckpt: dict, out: Path) -> None:
@@ -192,11 +222,11 @@ def init_input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, lengt
 
 
 @torch.no_grad()
-def validate(net: LiteNet, clips: Clips) -> dict[str, float]:
+def validate(net: LiteNet, clips: Clips | list[np.ndarray]) -> dict[str, float]:
     """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
     net.eval()
     scores = {s: [] for s in STEMS}
-    for arr in clips.arrays:
+    for arr in clips.arrays if isinstance(clips, Clips) else clips:
         a = torch.from_numpy(np.array(arr, np.float32)).to(next(net.parameters()).device)
         est = net(a[0][None])[0]
         for i, s in enumerate(STEMS):
@@ -205,6 +235,18 @@ def validate(net: LiteNet, clips: Clips) -> dict[str, float]:
     res = {s: float(np.mean(v)) for s, v in scores.items()}
     res["avg"] = float(np.mean([res[s] for s in STEMS]))
     return res
+
+
+def load_devset(folder: Path) -> list[np.ndarray]:
+    """The devset songs as ``(5, 2, n)`` arrays (mixture, drums, bass, other, vocals); [] when absent."""
+    import soundfile as sf
+
+    songs = []
+    for d in sorted(folder.glob("dev*")):
+        streams = [sf.read(d / f"{s}.flac", dtype="float32", always_2d=True)[0].T for s in ("mixture", *STEMS)]
+        n = min(x.shape[-1] for x in streams)
+        songs.append(np.stack([x[:, :n] for x in streams]))
+    return songs
 
 
 def main() -> None:
@@ -224,6 +266,13 @@ def main() -> None:
     p.add_argument("--export-package", action="store_true", help="also export the best model into the package")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loader processes (0: in the training process)")
+    p.add_argument("--rendered", type=Path, default=ROOT / "cache" / "rendered",
+                   help="rendered POP909 clips (training/render_data.py), used when the folder exists")
+    p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
+    p.add_argument("--devset", type=Path, default=ROOT.parent.parent / "shared" / "data" / "devset",
+                   help="also score these songs at each checkpoint (logged only, never used to pick the best)")
+    p.add_argument("--anneal", action="store_true",
+                   help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
     p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
     p.add_argument("--init-split", type=Path, help="start from a split checkpoint when there is no last.pt")
     p.add_argument("--init-weights", type=Path,
@@ -235,6 +284,8 @@ def main() -> None:
     args.ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     train, valid = Clips("train", args.cache), Clips("valid", args.cache)
+    devset = load_devset(args.devset) if args.devset.exists() else []
+    rendered = Clips(None, args.rendered) if args.rendered.is_dir() and args.p_rendered > 0 else None
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
@@ -265,16 +316,21 @@ def main() -> None:
         init_input_stats(net, train, rng, int(args.seconds * net.config["sr"]))
     for group in opt.param_groups:
         group["lr"] = args.lr
-    print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips", flush=True)
+    print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips, "
+          f"rendered {len(rendered) if rendered else 0} clips (p {args.p_rendered if rendered else 0})", flush=True)
     length = int(args.seconds * net.config["sr"])
     t_start = time.time()
     t_ckpt = time.time()
     run_loss = 0.0
     n_loss = 0
-    batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length), batch_size=None,
+    batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered), batch_size=None,
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
         t0 = time.time()
+        if args.anneal and args.max_minutes:
+            frac = min(1.0, (t0 - t_start) / (args.max_minutes * 60))
+            for group in opt.param_groups:
+                group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         batch = next(batches).to(device, non_blocking=True)
         loss = loss_fn(net, batch)
         opt.zero_grad()
@@ -291,6 +347,8 @@ def main() -> None:
         done = args.max_minutes and time.time() - t_start > args.max_minutes * 60
         if time.time() - t_ckpt > args.ckpt_every or done:
             scores = validate(net, valid)
+            if devset:
+                scores["devset"] = validate(net, devset)
             scores.update({"step": step, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             with open(args.ckpt_dir / "valid.jsonl", "a") as f:
                 f.write(json.dumps(scores) + "\n")
