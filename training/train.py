@@ -12,6 +12,7 @@ model to ``<ckpt-dir>/best/`` and (with ``--export-package``) to the package.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -54,7 +55,9 @@ class Clips:
     (``training/render_data.py``) stores ``(4, 2, n)`` float16 (stems only)."""
 
     def __init__(self, split: str | None, cache: Path = CACHE) -> None:
-        if (cache / "index.json").exists():
+        self.cache = cache
+        self.indexed = (cache / "index.json").exists()
+        if self.indexed:
             index = json.loads((cache / "index.json").read_text())
         else:  # a rendered cache still being written: take the finished clips
             index = {"streams": ["drums"], "clips": [{"file": p.name} for p in sorted(cache.glob("[0-9]*[0-9].npy"))]}
@@ -150,7 +153,9 @@ class RemixStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0, int(time.time())])
-        while True:
+        for k in itertools.count():
+            if self.rendered is not None and k % 200 == 199 and not self.rendered.indexed:
+                self.rendered = Clips(None, self.rendered.cache)  # pick up clips rendered since
             yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered))
 
 
@@ -271,6 +276,7 @@ def main() -> None:
     p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
     p.add_argument("--devset", type=Path, default=ROOT.parent.parent / "shared" / "data" / "devset",
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
+    p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
     p.add_argument("--anneal", action="store_true",
                    help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
     p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
@@ -359,6 +365,10 @@ def main() -> None:
             sd = {k: v.cpu() for k, v in net.state_dict().items()}
             ckpt = {"config": net.config, "model": sd, "optimizer": opt.state_dict(), "step": step,
                     "seconds": seconds, "best": best, "scores": scores}
+            if args.keep_all:
+                (args.ckpt_dir / "steps").mkdir(exist_ok=True)
+                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores},
+                           args.ckpt_dir / "steps" / f"step{step:06d}.pt")
             tmp = last.with_suffix(".tmp")
             torch.save(ckpt, tmp)
             os.replace(tmp, last)
