@@ -4,11 +4,13 @@
     python benchmarks/drums_rendered.py score [--data /tmp/drumset] [--soundfonts FluidR3_GM,...] [--json OUT]
     python benchmarks/drums_rendered.py devset [../shared/data/devset] [--json OUT]
 
+``--impl FILE`` (score, devset) scores another copy of ``drums.py``, e.g. the one before a change.
+
 ``render`` writes, per soundfont and GM drum kit (program on MIDI channel 10), ``--per-kit`` random
 patterns of about 10 s: ``<out>/<soundfont>/<kit>_<i>.{mid,flac}`` plus ``index.json`` (tempo, time
 keeper, reverb).  Patterns keep time on closed hi-hat (42, 8ths or 16ths), open hi-hat (46),
 pedal hi-hat (44), ride (51) or ride bell (53), with a backbeat of kick and snare, crashes (49, 57)
-on phrase starts and tom fills (41-50), at 70-170 BPM, with per-clip and per-hit velocity
+on phrase starts and tom fills (41-50, sometimes starting together with the snare), at 70-170 BPM, with per-clip and per-hit velocity
 variation; about 40 % are rendered with fluidsynth's reverb.  The pattern generator is seeded by
 clip, so a render is reproducible.  Nothing is written into the repository.
 
@@ -110,6 +112,8 @@ def pattern(rng: np.random.Generator, seconds: float = 10.0) -> tuple[list[tuple
             step = beat / (4 if bpm < 120 and rng.random() < 0.6 else 2)
             toms = sorted(rng.choice(TOMS, size=int(rng.integers(2, 5)), replace=False), reverse=True)
             n = int(round(2 * beat / step))
+            if rng.random() < 0.4:  # the fill starts on snare and tom together
+                hit(t, 38, base)
             for k in range(n):
                 tom = toms[min(len(toms) - 1, k * len(toms) // n)]
                 hit(t + k * step, int(tom), base * float(rng.uniform(0.85, 1.15)))
@@ -174,13 +178,29 @@ def _ref_notes(mid: Path) -> list:
     return [Note(n.pitch, n.start, n.end, n.velocity) for ins in pm.instruments for n in ins.notes]
 
 
-def score_clips(clips: list[tuple[Path, Path]]) -> dict:
+def _transcriber(impl: str | None):
+    """``transcribe_drums`` from the package, or from another copy of ``drums.py`` (e.g. an older
+    commit's, written out with ``git show REV:src/stemscribe/transcribe/drums.py > FILE``)."""
+    if impl is None:
+        from stemscribe.transcribe.drums import transcribe_drums
+
+        return transcribe_drums
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("drums_impl", impl)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.transcribe_drums
+
+
+def score_clips(clips: list[tuple[Path, Path]], impl: str | None = None) -> dict:
     """Pooled per-class counts and F1 over ``[(audio, midi)]``, plus seconds spent transcribing."""
     import soundfile as sf
 
     from stemscribe.evaluate import drum_scores
-    from stemscribe.transcribe.drums import transcribe_drums
     from stemscribe.types import Audio
+
+    transcribe_drums = _transcriber(impl)
 
     counts = {c: np.zeros(3, dtype=int) for c in CLASSES}  # match, ref, est
     spent = audio_s = 0.0
@@ -221,9 +241,11 @@ def main() -> int:
     s.add_argument("--soundfonts", default=",".join(SOUNDFONTS))
     s.add_argument("--keeper", default=None, help="only clips with this time keeper (e.g. ride)")
     s.add_argument("--json", default=None)
+    s.add_argument("--impl", default=None, help="score the drums.py at this path instead of the package's")
     d = sub.add_parser("devset")
     d.add_argument("data", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/devset"))
     d.add_argument("--json", default=None)
+    d.add_argument("--impl", default=None, help="score the drums.py at this path instead of the package's")
     args = ap.parse_args()
 
     if args.cmd == "render":
@@ -236,10 +258,10 @@ def main() -> int:
             index = json.loads((folder / "index.json").read_text())
             clips = [(folder / f"{k}.flac", folder / f"{k}.mid") for k, v in index.items()
                      if args.keeper is None or v["keeper"] == args.keeper]
-            results[name] = score_clips(clips)
+            results[name] = score_clips(clips, args.impl)
     else:
         songs = sorted(p for p in Path(args.data).glob("dev*") if p.is_dir())
-        results["devset"] = score_clips([(p / "drums.flac", p / "drums.mid") for p in songs])
+        results["devset"] = score_clips([(p / "drums.flac", p / "drums.mid") for p in songs], args.impl)
     print(_table(results))
     for name, res in results.items():
         print(f"{name}: {res['seconds']} s for {res['audio_seconds']} s of audio; "

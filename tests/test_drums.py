@@ -10,10 +10,12 @@ from scipy import signal
 
 from stemscribe.transcribe.drums import (
     CLOSED_HAT,
+    CRASH,
     HIGH_TOM,
     KICK,
     LOW_TOM,
     MID_TOM,
+    RIDE,
     SNARE,
     transcribe_drums,
 )
@@ -57,9 +59,30 @@ def _tom(rng: np.random.Generator, sr: int, f0: float) -> np.ndarray:
     return 0.8 * body + click
 
 
+def _ride(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A stick click into a long, quieter wash that holds inharmonic partials (the "ping")."""
+    t = np.arange(int(1.5 * sr)) / sr
+    partials = rng.uniform(2500, min(9000, 0.45 * sr), 24)
+    ping = np.sin(2 * np.pi * partials[:, None] * t + rng.uniform(0, 2 * np.pi, (24, 1))).mean(axis=0)
+    sos = signal.butter(2, min(5000, 0.4 * sr), btype="highpass", fs=sr, output="sos")
+    wash = signal.sosfilt(sos, rng.standard_normal(t.size))
+    click = signal.sosfilt(sos, rng.standard_normal(t.size)) * np.exp(-t / 0.004)
+    return (0.15 * ping * np.exp(-t / 0.8) + 0.05 * wash / np.abs(wash).max() * np.exp(-t / 0.5)
+            + 0.4 * click / np.abs(click).max())
+
+
+def _crash(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A loud noise burst above 3 kHz decaying over a couple of seconds."""
+    t = np.arange(int(2.0 * sr)) / sr
+    sos = signal.butter(2, min(3000, 0.4 * sr), btype="highpass", fs=sr, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(t.size)) * np.exp(-t / 0.6)
+    return 0.8 * noise / np.abs(noise).max()
+
+
 def _render(events: list[tuple[float, str]], sr: int = SR, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
-    make = {"kick": _kick, "snare": _snare, "hat": _hat, "tom": lambda rng, sr: _tom(rng, sr, 200.0),
-            "tom2": lambda rng, sr: _tom(rng, sr, 160.0), "tom3": lambda rng, sr: _tom(rng, sr, 130.0)}
+    make = {"kick": _kick, "snare": _snare, "hat": _hat, "ride": _ride, "crash": _crash,
+            "tom": lambda rng, sr: _tom(rng, sr, 200.0), "tom2": lambda rng, sr: _tom(rng, sr, 160.0),
+            "tom3": lambda rng, sr: _tom(rng, sr, 130.0), "loud_tom": lambda rng, sr: 2.5 * _tom(rng, sr, 130.0)}
     out = np.zeros(int(seconds * sr))
     for j, (t, name) in enumerate(events):
         # One generator per hit, so a hit sounds the same whatever else is rendered with it.
@@ -115,6 +138,53 @@ def test_tom_fill_after_a_groove() -> None:
     assert all(n.start > 4.0 for n in toms)
     # Toms are not also reported as snares.
     assert not any(n.pitch == SNARE and n.start > 4.0 for n in track.notes)
+
+
+def test_ride_groove_is_a_ride_not_hi_hats() -> None:
+    events = [(t, "ride" if n == "hat" else n) for t, n in _rock_beat()]
+    track = transcribe_drums(Audio(_render(events), SR))
+    rides = [t for t, n in events if n == "ride"]
+    hit, extra = _found(track, RIDE, rides)
+    assert hit >= len(rides) - 1 and extra <= 1, (hit, extra)
+    assert sum(n.pitch in (CLOSED_HAT, 44, 46) for n in track.notes) <= 1
+    for name, pitch in (("kick", KICK), ("snare", SNARE)):
+        times = [t for t, n in events if n == name]
+        assert _found(track, pitch, times)[0] == len(times), name
+
+
+def test_hi_hat_groove_with_a_crash_has_no_ride() -> None:
+    events = _rock_beat() + [(0.1, "crash")]
+    track = transcribe_drums(Audio(_render(events), SR))
+    assert _found(track, CRASH, [0.1]) == (1, 0)
+    assert not any(n.pitch == RIDE for n in track.notes)
+    hats = [t for t, n in events if n == "hat"]
+    assert _found(track, CLOSED_HAT, hats)[0] >= len(hats) - 2
+
+
+def test_fill_starting_on_snare_and_tom() -> None:
+    fill = [(4.1, "snare"), (4.1, "tom3"), (4.35, "tom2"), (4.6, "tom")]
+    track = transcribe_drums(Audio(_render(_rock_beat(4.0) + fill, seconds=5.5), SR))
+    toms = [n.start for n in track.notes if n.pitch in (LOW_TOM, MID_TOM, HIGH_TOM)]
+    assert all(any(abs(e - t) <= 0.02 for e in toms) for t, _ in fill[1:]), toms
+    assert not any(n.pitch in (KICK, CLOSED_HAT) and n.start > 4.0 for n in track.notes)
+    # The snare under the first tom is kept; no snare is added on the others.
+    snares = [n.start for n in track.notes if n.pitch == SNARE and n.start > 4.0]
+    assert len(snares) == 1 and abs(snares[0] - 4.1) <= 0.02, snares
+
+
+def test_loud_tom_fill_longer_than_the_groove() -> None:
+    # Four seconds of groove (four snares), then eight toms louder than the snares at one pitch:
+    # the snare is the drum heard all along, not the most frequent one.
+    groove = _rock_beat(4.0)
+    fill = [(4.1 + 0.15 * k, "loud_tom") for k in range(8)]
+    track = transcribe_drums(Audio(_render(groove + fill, seconds=6.0), SR))
+    toms = [t for t, _ in fill]
+    found = sum(any(n.pitch in (LOW_TOM, MID_TOM, HIGH_TOM) and abs(n.start - t) <= 0.02 for n in track.notes)
+                for t in toms)
+    assert found >= 6, [(round(n.start, 2), n.pitch) for n in track.notes if n.start > 2.0]
+    assert sum(n.pitch == SNARE and n.start > 4.05 for n in track.notes) <= 1
+    snares = [t for t, n in groove if n == "snare"]
+    assert _found(track, SNARE, snares)[0] == len(snares)
 
 
 def test_level_does_not_matter() -> None:

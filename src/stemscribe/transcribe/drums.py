@@ -73,10 +73,22 @@ _KICK_WITH_SNARE = 0.4
 _CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 3.5, 0.75
 #: A hit with a strong kick share is a tom only this many semitones away from the kick's pitch.
 _TOM_FROM_KICK = 6.0
+#: ... and one at the kick's pitch only when its kick share is below this fraction of its snare
+#: share (the decomposition hears no kick in it).
+_KICKY = 0.3
 #: A tom's onset must carry at least this kick or snare share; a hi-hat on it must be this strong.
 _TOM_SHELL, _HAT_WITH_TOM = 0.2, 1.2
 #: How many confident hits set the snare and kick pitches.
-_PITCH_SAMPLES = 40
+_PITCH_SAMPLES = 80
+#: Snare-like hits within this many semitones of the most common pitch make up the snare.
+_SNARE_CLUSTER = 1.0
+#: ... counting the stretches of this many seconds in which it is played, then how often.
+_SNARE_STRETCH_S = 2.0
+#: A hit as loud as a full snare is a tom only when it also rings this much (dB) longer.
+_LOUD_TOM_SUSTAIN_DB = 1.5
+#: A tom hit holds a snare too when its wire band (frames after onset) is within this many dB of
+#: the song's snares'.
+_WIRES_DB, _WIRE_FRAMES = -3.0, (5, 14)
 #: A tom rings this much (dB) longer than the song's snare, measured over these frames after onset.
 _TOM_SUSTAIN_DB = 4.0
 _SUSTAIN_FRAMES = (10, 20)
@@ -132,7 +144,8 @@ def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteT
     W, A = _decompose(added, freqs)
     report_progress(progress, "transcribe", 0.7, stem="drums")
     low = M[(freqs > 60) & (freqs < 400)].sum(axis=0)
-    track.notes = _notes(frames, A, _rise_db(M, frames, added, W), high, low, x / peak)
+    wires = M[(freqs > 2000) & (freqs < 6000)].sum(axis=0)
+    track.notes = _notes(frames, A, _rise_db(M, frames, added, W), high, low, wires, x / peak)
     report_progress(progress, "transcribe", 1.0, stem="drums")
     return track.sorted()
 
@@ -300,12 +313,16 @@ def _velocity(strength: np.ndarray, ref: float, typical: int) -> np.ndarray:
     return np.clip(np.round(typical * 10 ** (db / 40)), 1, 127).astype(int)
 
 
-def _body_pitch(x: np.ndarray, frame: int) -> float:
-    """Frequency (Hz) of the strongest partial between 50 and 500 Hz in the 93 ms from onset ``frame``."""
+def _body_spectrum(x: np.ndarray, frame: int) -> np.ndarray:
+    """Log magnitude spectrum ``(_BODY_N // 2 + 1,)`` of the 93 ms from onset ``frame``."""
     start = max(0, frame * _HOP - _N_FFT // 4)
     seg = x[start : start + _BODY_N]
     seg = np.pad(seg, (0, _BODY_N - seg.size)) * np.hanning(_BODY_N)
-    spec = np.log(np.abs(np.fft.rfft(seg)) + 1e-12)
+    return np.log(np.abs(np.fft.rfft(seg)) + 1e-12)
+
+
+def _body_pitch(spec: np.ndarray) -> float:
+    """Frequency (Hz) of the strongest partial between 50 and 500 Hz of a :func:`_body_spectrum`."""
     lo, hi = int(50 * _BODY_N / _SR), int(500 * _BODY_N / _SR)
     k = lo + int(np.argmax(spec[lo:hi]))
     # Parabolic interpolation between bins (10.8 Hz apart) for a pitch good to a semitone.
@@ -326,50 +343,101 @@ def _sustain_db(low: np.ndarray, frames: np.ndarray, i: int) -> float | None:
     return float(10 * np.log10(low[start:stop].mean() / peak + 1e-12))
 
 
-def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """GM tom pitch per event (0 where none): drum hits whose shell rings unlike the snare's.
+def _wire_level(wires: np.ndarray, frames: np.ndarray, i: int) -> float | None:
+    """Mean 2-6 kHz energy ``wires`` ``(T,)`` 29-81 ms after onset ``i`` (snare wires buzz on
+    there, a stick's click on a tom has died); None when the next onset comes too soon."""
+    f = int(frames[i])
+    stop = min(f + _WIRE_FRAMES[1], int(frames[i + 1]) if i + 1 < frames.size else wires.size)
+    if stop - (f + _WIRE_FRAMES[0]) < 3:
+        return None
+    return float(wires[f + _WIRE_FRAMES[0] : stop].mean())
+
+
+def _snare_reference(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, low: np.ndarray,
+                     body) -> tuple[float | None, float | None, np.ndarray]:
+    """The song's snare: body pitch (Hz), shell sustain (dB) and the events ``(n,)`` that set them.
+
+    Loud toms in fills look like confident snares to the decomposition, so the snare is the most
+    populated pitch among them (a kit's snare is played more often than any one tom), not their
+    median.  ``body(i)`` gives the body pitch of event ``i``; (None, None, []) when there are too few.
+    """
+    hits = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))
+    if hits.size < 2:
+        return None, None, hits
+    hits = np.unique(hits[np.linspace(0, hits.size - 1, min(hits.size, _PITCH_SAMPLES)).round().astype(int)])
+    semis = 12 * np.log2(np.array([body(int(i)) for i in hits]))
+    near = np.abs(semis[:, None] - semis[None, :]) <= _SNARE_CLUSTER
+    # Support: in how many stretches of the song a pitch is heard (a fill crowds one stretch).
+    stretch = (frames[hits] / (_SNARE_STRETCH_S * _FPS)).astype(int)
+    support = np.array([np.unique(stretch[row]).size + row.sum() / (hits.size + 1) for row in near])
+    members = hits[np.abs(semis - semis[np.argmax(support)]) <= _SNARE_CLUSTER]
+    pitch = float(2 ** (np.median(semis[np.isin(hits, members)]) / 12))
+    sus = [d for d in (_sustain_db(low, frames, int(i)) for i in members) if d is not None]
+    return pitch, (float(np.median(sus)) if len(sus) >= 2 else None), members
+
+
+def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray,
+               low: np.ndarray, wires: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GM tom pitch per event (0 where none) ``(n_events,)``: drum hits whose shell rings unlike the
+    snare's; and whether the snare sounds with the tom ``(n_events,)`` bool.
 
     To the decomposition a tom is a mix of the other families: its shell partly a kick or a
     snare, its stick attack partly a snare or a hi-hat.  What gives it away is the shell: it
     rings longer than a snare's (wires damp the snare) and at its own pitch.  The song's snare
     and kick are described by their confident hits; an onset with some kick/snare energy but no
     confident kick or full snare, that rings clearly longer than the snare or at a pitch far from
-    it (and far from the kick), is a tom.  ``low`` ``(T,)`` is the 60-400 Hz mel energy.
+    it (and far from the kick), is a tom.  ``low`` ``(T,)`` is the 60-400 Hz mel energy,
+    ``wires`` ``(T,)`` the 2-6 kHz one: a tom whose wire band buzzes like the song's snares is a
+    tom and a snare together.
     """
     toms = np.zeros(frames.size, dtype=int)
-    cache: dict[int, float] = {}
+    with_snare = np.zeros(frames.size, dtype=bool)
+    cache: dict[int, tuple[np.ndarray, float]] = {}
+
+    def spectrum(i: int) -> tuple[np.ndarray, float]:
+        if i not in cache:
+            spec = _body_spectrum(x, int(frames[i]))
+            cache[i] = spec, _body_pitch(spec)
+        return cache[i]
 
     def body(i: int) -> float:
-        if i not in cache:
-            cache[i] = _body_pitch(x, int(frames[i]))
-        return cache[i]
+        return spectrum(i)[1]
 
     def far(f0: float, ref: float) -> bool:
         return abs(12 * np.log2(f0 / ref)) > _TOM_SEMITONES
 
-    confident_snares = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))[:_PITCH_SAMPLES]
-    if confident_snares.size < 2:
-        return toms
-    snare_pitch = float(np.median([body(i) for i in confident_snares]))
-    sus = [d for d in (_sustain_db(low, frames, int(i)) for i in confident_snares) if d is not None]
-    snare_sustain = float(np.median(sus)) if len(sus) >= 2 else None
+    snare_pitch, snare_sustain, snares = _snare_reference(present, rel, frames, low, body)
+    if snare_pitch is None:
+        return toms, with_snare
+    levels = [w for w in (_wire_level(wires, frames, int(i)) for i in snares) if w is not None]
+    snare_wires = float(np.median(levels)) if levels else None
     confident_kicks = np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:_PITCH_SAMPLES]
     kick_pitch = float(np.median([body(i) for i in confident_kicks])) if confident_kicks.size >= 3 else None
     shell = np.maximum(rel[0], rel[1])
-    cand = np.flatnonzero((shell >= _TOM_SHELL) & (rel[1] < _SNARE_WITH_TOM))
+    cand = np.flatnonzero(shell >= _TOM_SHELL)
     for i in cand:
         f0 = body(int(i))
         # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick;
         # a hit with a strong kick share must be clearly away from the kick.
-        if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)):
+        if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)
+                                 and rel[0, i] >= _KICKY * rel[1, i]):
             continue
         if rel[0, i] >= _WEAK_KICK and (kick_pitch is None or abs(12 * np.log2(f0 / kick_pitch)) < _TOM_FROM_KICK):
             continue
         d = _sustain_db(low, frames, int(i))
-        rings = snare_sustain is not None and d is not None and d > snare_sustain + _TOM_SUSTAIN_DB
-        if rings or far(f0, snare_pitch):
+        more = d - snare_sustain if snare_sustain is not None and d is not None else None
+        if rel[1, i] >= _SNARE_WITH_TOM:
+            # As loud as a snare: a tom only when both its pitch and its ring say so.
+            is_tom = far(f0, snare_pitch) and more is not None and more > _LOUD_TOM_SUSTAIN_DB
+        else:
+            is_tom = (more is not None and more > _TOM_SUSTAIN_DB) or far(f0, snare_pitch)
+        if is_tom:
             toms[i] = LOW_TOM if f0 < 100 else (MID_TOM if f0 < 150 else HIGH_TOM)
-    return toms
+            # A fill often starts on snare and tom together: the wires tell.
+            w = _wire_level(wires, frames, int(i))
+            with_snare[i] = (bool(present[1, i]) and w is not None and snare_wires is not None
+                             and w > snare_wires * 10 ** (_WIRES_DB / 10))
+    return toms, with_snare
 
 
 def _partial_persistence(x: np.ndarray, frame: int) -> float:
@@ -413,11 +481,11 @@ def _ride_scores(x: np.ndarray, high: np.ndarray, frames: np.ndarray, decay: np.
 
 
 def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray, low: np.ndarray,
-           x: np.ndarray) -> list[Note]:
+           wires: np.ndarray, x: np.ndarray) -> list[Note]:
     """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
     ``rise`` ``(3, n_events)`` is how much each onset lifted each family's bands (dB),
-    ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``low`` ``(T,)`` the 60-400 Hz mel energy,
-    ``x`` ``(n,)`` the normalised signal."""
+    ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``low`` ``(T,)`` and ``wires`` ``(T,)`` the
+    60-400 Hz and 2-6 kHz mel energies, ``x`` ``(n,)`` the normalised signal."""
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
@@ -452,13 +520,15 @@ def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray
     metal[short[_ride_scores(x, high, frames[short], decay[metal[hits] == CLOSED_HAT], rise_high) > 0]] = RIDE
     # A crash's broadband wash looks partly like a snare: ask more of a snare under a crash.
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
-    toms = _find_toms(present, rel, frames, x, low)
+    toms, with_snare = _find_toms(present, rel, frames, x, low, wires)
     toms[~audible.any(axis=0)] = 0
     is_tom = toms > 0
-    # A tom takes over the kick and snare shares of its onset, and its stick attack the
-    # hi-hat's (hands on the toms rarely also play the hi-hat), unless that is very strong.
+    # A tom takes over the kick and snare shares of its onset (unless the snare's wires buzz
+    # too), and its stick attack the hi-hat's (hands on the toms rarely also play the
+    # hi-hat), unless that is very strong.
     tom_vel = _velocity(A[0, is_tom] + A[1, is_tom], float(refs[1]), _TYPICAL_VELOCITY["tom"])
-    present[:2] &= ~is_tom
+    present[0] &= ~is_tom
+    present[1] &= ~is_tom | with_snare
     present[2] &= ~is_tom | (rel[2] >= _HAT_WITH_TOM)
     notes: list[Note] = [
         Note(int(toms[i]), float(times[i]), float(times[i]) + _NOTE_LENGTH, int(v))
