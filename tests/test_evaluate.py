@@ -80,6 +80,28 @@ def test_interference_share_measures_bleed(rng):
     assert np.isnan(ev.interference_share(refs, est)[2])
 
 
+def test_local_interference_share_follows_a_time_varying_leak(rng):
+    refs = rng.standard_normal((3, 2, 4 * SR))
+    share, pair = ev.local_interference_share(refs, refs)
+    assert np.allclose(share, 0.0, atol=1e-6) and np.allclose(pair, 0.0, atol=1e-6)
+    est = refs.copy()
+    est[0] = refs[0] + 0.5 * refs[1]  # a steady -6 dB leak: both projections see it
+    share, pair = ev.local_interference_share(refs, est)
+    assert share[0] == pytest.approx(0.2, abs=0.02) and pair[0, 1] == pytest.approx(0.2, abs=0.02)
+    assert pair[0, 2] < 0.01 and share[1] == pytest.approx(0.0, abs=1e-6)
+    # a leak switched on and off (0.5 s each, random sign), as a mask does: no single gain
+    # describes it, so the whole-clip projection misses most of it while the local one does not
+    gate = np.repeat(rng.choice([-1.0, 1.0], 4)[:, None] * np.array([1.0, 0.0]), SR // 2)
+    est[0] = refs[0] + gate * refs[1]
+    truth = np.sum((gate * refs[1]) ** 2) / np.sum(est[0] ** 2)
+    assert ev.local_interference_share(refs, est)[0][0] == pytest.approx(truth, abs=0.05)
+    assert ev.interference_share(refs, est)[0] < truth / 2
+    est[2] = 0.0
+    assert np.isnan(ev.local_interference_share(refs, est)[0][2])
+    with pytest.raises(BadInputError):
+        ev.local_interference_share(refs, est[:2])
+
+
 def test_framewise_sdr_short_clip_is_one_frame(rng):
     ref = rng.standard_normal((1, 1, SR // 2))
     assert ev.framewise_sdr(ref, ref / 2, sr=SR).shape == (1, 1)
@@ -278,7 +300,10 @@ def test_evaluate_separation_oracle_and_silent(tiny_dataset):
     assert bad["rtf"]["separate"] >= 0 and "museval" in bad["conventions"]["museval_sdr"]
     # the no-ground-truth bleed estimate rides along, for checking the report against the truth
     assert all(0.0 <= v["report_bleed"] <= 1.0 for r in good["songs"] for v in r["stems"].values())
-    assert good["report_check"]["n"] == 8
+    check = good["report_check"]
+    assert check["n"] == 8 and "local" in check["what"] and "whole-clip" in check["old_ground_truth"]["what"]
+    assert all(v["local_interference_share"] == pytest.approx(0.0, abs=1e-4) for r in good["songs"] for v in r["stems"].values())
+    assert "Spearman" in ev.results_markdown(good)
 
 
 def test_evaluate_transcription_with_given_transcriber(tiny_dataset):
