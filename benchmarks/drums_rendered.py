@@ -3,8 +3,10 @@
     python benchmarks/drums_rendered.py render [--out /tmp/drumset] [--per-kit 4]
     python benchmarks/drums_rendered.py score [--data /tmp/drumset] [--soundfonts FluidR3_GM,...] [--json OUT]
     python benchmarks/drums_rendered.py devset [../shared/data/devset] [--json OUT]
+    python benchmarks/drums_rendered.py speed [../shared/data/devset] [--minutes 3] [--repeats 3]
 
-``--impl FILE`` (score, devset) scores another copy of ``drums.py``, e.g. the one before a change.
+``--impl FILE`` (score, devset, speed) scores or times another copy of ``drums.py``, e.g. the one
+before a change (``git show REV:src/stemscribe/transcribe/drums.py > FILE``).
 
 ``render`` writes, per soundfont and GM drum kit (program on MIDI channel 10), ``--per-kit`` random
 patterns of about 10 s: ``<out>/<soundfont>/<kit>_<i>.{mid,flac}`` plus ``index.json`` (tempo, time
@@ -158,7 +160,8 @@ def render(out: Path, per_kit: int) -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     raw = Path(tmp) / "x.raw"
                     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-R", "1" if reverb else "0", "-C", "0",
-                           "-r", str(SR), "-T", "raw", "-O", "float", "-F", str(raw), sf_path,
+                           "-r", str(SR), "-T", "raw", "-O", "float", "-o", "synth.dynamic-sample-loading=1",
+                           "-F", str(raw), sf_path,
                            str(folder / f"{stem}.mid")]
                     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
                     x = np.fromfile(raw, dtype=np.float32).reshape(-1, 2)
@@ -212,7 +215,7 @@ def score_clips(clips: list[tuple[Path, Path]], impl: str | None = None) -> dict
         spent += time.perf_counter() - t0
         audio_s += y.shape[0] / sr
         sc = drum_scores(_ref_notes(mid), est)
-        per_clip[wav.stem] = {c: round(v["f1"], 3) for c, v in sc["classes"].items()}
+        per_clip[f"{wav.parent.name}/{wav.stem}"] = {c: round(v["f1"], 3) for c, v in sc["classes"].items()}
         for c, v in sc["classes"].items():
             counts[c] += (v["n_match"], v["n_ref"], v["n_est"])
     out = {}
@@ -221,6 +224,25 @@ def score_clips(clips: list[tuple[Path, Path]], impl: str | None = None) -> dict
         out[c] = {"f1": round(2 * m / (r + e), 3) if r + e else 1.0, "precision": round(p, 3),
                   "recall": round(rec, 3), "n_ref": int(r), "n_est": int(e), "n_match": int(m)}
     return {"classes": out, "seconds": round(spent, 2), "audio_seconds": round(audio_s, 1), "clips": per_clip}
+
+
+def speed(data: Path, minutes: float, repeats: int, impl: str | None = None) -> dict:
+    """Fastest of ``repeats`` transcriptions of the devset drum stems concatenated to ``minutes``."""
+    import soundfile as sf
+
+    from stemscribe.types import Audio
+
+    transcribe_drums = _transcriber(impl)
+    stems = [sf.read(p / "drums.flac", dtype="float32", always_2d=True) for p in sorted(data.glob("dev*"))]
+    sr = stems[0][1]
+    x = np.concatenate([y for y, _ in stems])
+    x = np.tile(x, (int(np.ceil(minutes * 60 * sr / x.shape[0])), 1))[: int(minutes * 60 * sr)]
+    best, notes = np.inf, 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        notes = len(transcribe_drums(Audio(x.T, sr)).notes)
+        best = min(best, time.perf_counter() - t0)
+    return {"seconds": round(best, 3), "audio_seconds": round(x.shape[0] / sr, 1), "notes": notes}
 
 
 def _table(results: dict[str, dict]) -> str:
@@ -246,10 +268,18 @@ def main() -> int:
     d.add_argument("data", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/devset"))
     d.add_argument("--json", default=None)
     d.add_argument("--impl", default=None, help="score the drums.py at this path instead of the package's")
+    t = sub.add_parser("speed", help="seconds to transcribe the devset drum stems, one after another")
+    t.add_argument("data", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/devset"))
+    t.add_argument("--minutes", type=float, default=3.0, help="repeat the stems to this length")
+    t.add_argument("--repeats", type=int, default=3, help="report the fastest of this many runs")
+    t.add_argument("--impl", default=None, help="time the drums.py at this path instead of the package's")
     args = ap.parse_args()
 
     if args.cmd == "render":
         render(Path(args.out), args.per_kit)
+        return 0
+    if args.cmd == "speed":
+        print(json.dumps(speed(Path(args.data), args.minutes, args.repeats, args.impl)))
         return 0
     results = {}
     if args.cmd == "score":

@@ -18,14 +18,23 @@ Method
    the snare, a crash's wash into the snare, cymbal flutter into the hi-hat).
 5. High hits are split by how long their added 8-20 kHz energy rings: closed hi-hat 42, open
    hi-hat 46 (long next to the song's shortest hats), crash 49 (longer still, or loud).
-6. Toms: an onset with some kick/snare energy but no confident kick or full snare, whose shell
-   rings clearly longer than the song's snare or at a pitch far from the snare's and the kick's,
-   is a tom (low 45 / mid 47 / high 50 by shell pitch).
-7. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
+6. Ride 51: of the short high hits, those whose stick attack drops fast into a wash that rings
+   on (-15 dB vs -25 dB decay times), that lift the high band less over what was ringing, and
+   whose 2-9 kHz partials persist (a closed hat is noise), by a linear score fitted on rendered
+   kits (``benchmarks/drums_rendered.py``), taken as the median over neighbouring hits because a
+   time keeper stays on one cymbal for a while.
+7. Toms: the song's snare is the snare-like pitch heard throughout the song (fills crowd one
+   stretch); an onset with some kick/snare energy that rings clearly longer than that snare or
+   sits at a pitch far from it (and from the kick) is a tom (low 45 / mid 47 / high 50 by shell
+   pitch); one as loud as a full snare needs both.  A snare is kept under a tom when its wire
+   band (2-6 kHz, 30-80 ms on) buzzes like the song's snares.
+8. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
    of a family at a conventional velocity (kick/snare 110, hi-hat 90, toms 105).
 
-Not detected: ride (comes out as hi-hats), pedal hi-hat (written as closed), floor toms tuned
-near the kick (come out as kicks), splash/china (crash or open hi-hat).
+Not detected: ride bell (written as ride 51), pedal hi-hat (written as closed), floor toms
+tuned near the kick (come out as kicks), splash/china (crash or open hi-hat).  Rides under a
+ringing crash often come out as hi-hats; toms much louder than the snares can take over the
+snare reference.  Numbers: ``docs/drums.md``.
 """
 
 from __future__ import annotations
@@ -101,8 +110,8 @@ _NOTE_LENGTH = 0.1
 #: Ride detection (:func:`_ride_scores`): weights of partial persistence, ln -15 dB decay,
 #: ln -25 dB decay, high-band rise (dB / 10, at most 4) and a constant, fitted by logistic
 #: regression on rendered kits; the median is taken over this many hits either side.
-_RIDE_WEIGHTS = (4.5, -5.8, 8.2, -2.9, 6.7)
-_RIDE_NEIGHBOURS = 3
+_RIDE_WEIGHTS = (4.8, -5.0, 7.1, -2.6, 5.8)
+_RIDE_NEIGHBOURS = 10
 #: Partial persistence: two _PING_N-sample spectra _PING_GAP samples apart, from _PING_DELAY s
 #: after the onset, compared within _PING_BAND (Hz).
 _PING_N, _PING_GAP, _PING_DELAY, _PING_BAND = 2048, 2048, 0.015, (2000.0, 9000.0)
@@ -120,8 +129,8 @@ _ATTACK, _BEFORE = 3, 2
 def transcribe_drums(audio: Audio, *, progress: Progress | None = None) -> NoteTrack:
     """Transcribe a drum stem into GM drum notes with velocities; notes last 0.1 s.
 
-    Kick 36, snare 38, closed / open hi-hat 42 / 46, toms 45 / 47 / 50, crash 49 (see the module
-    notes for what is not detected).  ``audio`` may have any sample rate and channel count; its
+    Kick 36, snare 38, closed / open hi-hat 42 / 46, toms 45 / 47 / 50, crash 49, ride 51 (see the
+    module notes for what is not detected).  ``audio`` may have any sample rate and channel count; its
     level does not matter.  Silence gives an empty track.  Progress events:
     ``{"stage": "transcribe", "stem": "drums", "fraction": ...}``.
     """
