@@ -98,8 +98,9 @@ _LOUD_TOM_SUSTAIN_DB = 1.5
 #: A tom hit holds a snare too when its wire band (frames after onset) is within this many dB of
 #: the song's snares'.
 _WIRES_DB, _WIRE_FRAMES = -3.0, (5, 14)
-#: A tom rings this much (dB) longer than the song's snare, measured over these frames after onset.
-_TOM_SUSTAIN_DB = 4.0
+#: A tom rings this much (dB) longer than the song's snare, or this many times the spread of the
+#: snare's own sustain if more, measured over these frames after onset.
+_TOM_SUSTAIN_DB, _SPREAD_K = 2.5, 3.0
 _SUSTAIN_FRAMES = (10, 20)
 #: Lowest tom body frequency (Hz); below it is kick territory.
 _MIN_TOM_HZ = 70.0
@@ -363,16 +364,17 @@ def _wire_level(wires: np.ndarray, frames: np.ndarray, i: int) -> float | None:
 
 
 def _snare_reference(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, low: np.ndarray,
-                     body) -> tuple[float | None, float | None, np.ndarray]:
-    """The song's snare: body pitch (Hz), shell sustain (dB) and the events ``(n,)`` that set them.
+                     body) -> tuple[float | None, float | None, float | None, np.ndarray]:
+    """The song's snare: body pitch (Hz), shell sustain (dB) and its spread (median absolute
+    deviation, dB) over the snare's hits, and those events ``(n,)``.
 
     Loud toms in fills look like confident snares to the decomposition, so the snare is the most
     populated pitch among them (a kit's snare is played more often than any one tom), not their
-    median.  ``body(i)`` gives the body pitch of event ``i``; (None, None, []) when there are too few.
+    median.  ``body(i)`` gives the body pitch of event ``i``; Nones when there are too few hits.
     """
     hits = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))
     if hits.size < 2:
-        return None, None, hits
+        return None, None, None, hits
     hits = np.unique(hits[np.linspace(0, hits.size - 1, min(hits.size, _PITCH_SAMPLES)).round().astype(int)])
     semis = 12 * np.log2(np.array([body(int(i)) for i in hits]))
     near = np.abs(semis[:, None] - semis[None, :]) <= _SNARE_CLUSTER
@@ -381,8 +383,10 @@ def _snare_reference(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, l
     support = np.array([np.unique(stretch[row]).size + row.sum() / (hits.size + 1) for row in near])
     members = hits[np.abs(semis - semis[np.argmax(support)]) <= _SNARE_CLUSTER]
     pitch = float(2 ** (np.median(semis[np.isin(hits, members)]) / 12))
-    sus = [d for d in (_sustain_db(low, frames, int(i)) for i in members) if d is not None]
-    return pitch, (float(np.median(sus)) if len(sus) >= 2 else None), members
+    sus = np.array([d for d in (_sustain_db(low, frames, int(i)) for i in members) if d is not None])
+    if sus.size < 2:
+        return pitch, None, None, members
+    return pitch, float(np.median(sus)), float(np.median(np.abs(sus - np.median(sus)))), members
 
 
 def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.ndarray,
@@ -415,9 +419,11 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     def far(f0: float, ref: float) -> bool:
         return abs(12 * np.log2(f0 / ref)) > _TOM_SEMITONES
 
-    snare_pitch, snare_sustain, snares = _snare_reference(present, rel, frames, low, body)
+    snare_pitch, snare_sustain, spread, snares = _snare_reference(present, rel, frames, low, body)
     if snare_pitch is None:
         return toms, with_snare
+    # Samples repeat exactly, a drummer does not: how much longer than the snare a tom must ring.
+    ring_db = max(_TOM_SUSTAIN_DB, _SPREAD_K * spread) if spread is not None else _TOM_SUSTAIN_DB
     levels = [w for w in (_wire_level(wires, frames, int(i)) for i in snares) if w is not None]
     snare_wires = float(np.median(levels)) if levels else None
     confident_kicks = np.flatnonzero(present[0] & ~present[1] & (rel[0] >= _CONFIDENT))[:_PITCH_SAMPLES]
@@ -435,11 +441,12 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
             continue
         d = _sustain_db(low, frames, int(i))
         more = d - snare_sustain if snare_sustain is not None and d is not None else None
+        rings = more is not None and more > ring_db
         if rel[1, i] >= _SNARE_WITH_TOM:
-            # As loud as a snare: a tom only when both its pitch and its ring say so.
-            is_tom = far(f0, snare_pitch) and more is not None and more > _LOUD_TOM_SUSTAIN_DB
+            # As loud as a snare: a far pitch alone is not enough, the shell must ring too.
+            is_tom = rings or (far(f0, snare_pitch) and more is not None and more > _LOUD_TOM_SUSTAIN_DB)
         else:
-            is_tom = (more is not None and more > _TOM_SUSTAIN_DB) or far(f0, snare_pitch)
+            is_tom = rings or far(f0, snare_pitch)
         if is_tom:
             toms[i] = LOW_TOM if f0 < 100 else (MID_TOM if f0 < 150 else HIGH_TOM)
             # A fill often starts on snare and tom together: the wires tell.
