@@ -82,8 +82,8 @@ _KICK_WITH_SNARE = 0.4
 _CONFIDENT, _WEAK_KICK, _TOM_SEMITONES, _SNARE_WITH_TOM = 0.6, 0.5, 3.5, 0.75
 #: A hit with a strong kick share is a tom only this many semitones away from the kick's pitch.
 _TOM_FROM_KICK = 6.0
-#: ... and one at the kick's pitch only when its kick share is below this fraction of its snare
-#: share (the decomposition hears no kick in it).
+#: ... and one at the kick's pitch (or below _MIN_TOM_HZ) only when its kick share is below this
+#: fraction of its snare share (the decomposition hears no kick in it).
 _KICKY = 0.3
 #: A tom's onset must carry at least this kick or snare share; a hi-hat on it must be this strong.
 _TOM_SHELL, _HAT_WITH_TOM = 0.2, 1.2
@@ -102,7 +102,7 @@ _WIRES_DB, _WIRE_FRAMES = -3.0, (5, 14)
 #: snare's own sustain if more, measured over these frames after onset.
 _TOM_SUSTAIN_DB, _SPREAD_K = 2.5, 3.0
 _SUSTAIN_FRAMES = (10, 20)
-#: Lowest tom body frequency (Hz); below it is kick territory.
+#: Lowest tom body frequency (Hz) of a hit with a kick share; below it is kick territory.
 _MIN_TOM_HZ = 70.0
 _BODY_N = 4096
 #: A snare under a crash must reach this fraction of the song's typical snare.
@@ -432,10 +432,11 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     cand = np.flatnonzero(shell >= _TOM_SHELL)
     for i in cand:
         f0 = body(int(i))
-        # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick;
-        # a hit with a strong kick share must be clearly away from the kick.
-        if f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch)
-                                 and rel[0, i] >= _KICKY * rel[1, i]):
+        # Below the lowest floor tom, or near the kick's pitch, a tom cannot be told from a kick
+        # unless the decomposition hears no kick in it; a hit with a strong kick share must be
+        # clearly away from the kick.
+        low_or_kick_pitch = f0 < _MIN_TOM_HZ or (kick_pitch is not None and not far(f0, kick_pitch))
+        if low_or_kick_pitch and rel[0, i] >= _KICKY * rel[1, i]:
             continue
         if rel[0, i] >= _WEAK_KICK and (kick_pitch is None or abs(12 * np.log2(f0 / kick_pitch)) < _TOM_FROM_KICK):
             continue
