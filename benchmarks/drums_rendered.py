@@ -113,7 +113,7 @@ def pattern(rng: np.random.Generator, seconds: float = 10.0) -> tuple[list[tuple
             # two beats of 8ths or 16ths over 2-4 toms, high to low
             step = beat / (4 if bpm < 120 and rng.random() < 0.6 else 2)
             toms = sorted(rng.choice(TOMS, size=int(rng.integers(2, 5)), replace=False), reverse=True)
-            n = int(round(2 * beat / step))
+            n = round(2 * beat / step)
             if rng.random() < 0.4:  # the fill starts on snare and tom together
                 hit(t, 38, base)
             for k in range(n):

@@ -26,7 +26,7 @@ Method
 7. Toms: the song's snare is the snare-like pitch heard throughout the song (fills crowd one
    stretch); an onset with some kick/snare energy that rings clearly longer than that snare or
    sits at a pitch far from it (and from the kick) is a tom (low 45 / mid 47 / high 50 by shell
-   pitch); one as loud as a full snare needs both.  A snare is kept under a tom when its wire
+   pitch); one as loud as a full snare must ring longer (a far pitch lowers the bar).  A snare is kept under a tom when its wire
    band (2-6 kHz, 30-80 ms on) buzzes like the song's snares.
 8. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
    of a family at a conventional velocity (kick/snare 110, hi-hat 90, toms 105).
@@ -38,6 +38,8 @@ snare reference.  Numbers: ``docs/drums.md``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -364,12 +366,12 @@ def _wire_level(wires: np.ndarray, frames: np.ndarray, i: int) -> float | None:
 
 
 def _snare_reference(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, low: np.ndarray,
-                     body) -> tuple[float | None, float | None, float | None, np.ndarray]:
+                     body: Callable[[int], float]) -> tuple[float | None, float | None, float | None, np.ndarray]:
     """The song's snare: body pitch (Hz), shell sustain (dB) and its spread (median absolute
     deviation, dB) over the snare's hits, and those events ``(n,)``.
 
-    Loud toms in fills look like confident snares to the decomposition, so the snare is the most
-    populated pitch among them (a kit's snare is played more often than any one tom), not their
+    Loud toms in fills look like confident snares to the decomposition, so the snare is the pitch
+    among them heard in the most stretches of the song (a fill crowds one stretch), not their
     median.  ``body(i)`` gives the body pitch of event ``i``; Nones when there are too few hits.
     """
     hits = np.flatnonzero(present[1] & ~present[0] & (rel[1] >= _CONFIDENT))
@@ -398,8 +400,8 @@ def _find_toms(present: np.ndarray, rel: np.ndarray, frames: np.ndarray, x: np.n
     snare, its stick attack partly a snare or a hi-hat.  What gives it away is the shell: it
     rings longer than a snare's (wires damp the snare) and at its own pitch.  The song's snare
     and kick are described by their confident hits; an onset with some kick/snare energy but no
-    confident kick or full snare, that rings clearly longer than the snare or at a pitch far from
-    it (and far from the kick), is a tom.  ``low`` ``(T,)`` is the 60-400 Hz mel energy,
+    confident kick, that rings clearly longer than the snare or at a pitch far from it (and far
+    from the kick), is a tom; one as loud as a full snare must also ring longer.  ``low`` ``(T,)`` is the 60-400 Hz mel energy,
     ``wires`` ``(T,)`` the 2-6 kHz one: a tom whose wire band buzzes like the song's snares is a
     tom and a snare together.
     """
@@ -493,6 +495,8 @@ def _ride_scores(x: np.ndarray, high: np.ndarray, frames: np.ndarray, decay: np.
     four, fitted on rendered FluidR3 and MuseScore kits (``benchmarks/drums_rendered.py``), is
     averaged (median) over neighbouring hits: a time keeper stays on one cymbal for a while.
     """
+    from numpy.lib.stride_tricks import sliding_window_view
+
     if frames.size == 0:
         return np.zeros(0)
     long_decay = np.array([_decay_time(high, int(f), drop_db=25.0, limit_s=2.5) for f in frames])
@@ -500,8 +504,6 @@ def _ride_scores(x: np.ndarray, high: np.ndarray, frames: np.ndarray, decay: np.
     w = _RIDE_WEIGHTS
     score = (w[0] * persist + w[1] * np.log(decay + 0.01) + w[2] * np.log(long_decay + 0.01)
              + w[3] * np.minimum(rise_db, 40.0) / 10 + w[4])
-    from numpy.lib.stride_tricks import sliding_window_view
-
     k = _RIDE_NEIGHBOURS
     padded = np.pad(score, k, constant_values=np.nan)
     return np.nanmedian(sliding_window_view(padded, 2 * k + 1), axis=1)
