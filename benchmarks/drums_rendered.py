@@ -1,6 +1,6 @@
 """A labelled drum set rendered with fluidsynth, and per-class onset scores of our drum transcription.
 
-    python benchmarks/drums_rendered.py render [--out /tmp/drumset] [--per-kit 4]
+    python benchmarks/drums_rendered.py render [--out /tmp/drumset] [--per-kit 4] [--soundfonts ...]
     python benchmarks/drums_rendered.py score [--data /tmp/drumset] [--soundfonts FluidR3_GM,...] [--json OUT]
     python benchmarks/drums_rendered.py devset [../shared/data/devset] [--json OUT]
     python benchmarks/drums_rendered.py speed [../shared/data/devset] [--minutes 3] [--repeats 3]
@@ -143,10 +143,12 @@ def write_midi(path: Path, hits: list[tuple[float, int, int]], kit: int) -> None
     mid.save(str(path))
 
 
-def render(out: Path, per_kit: int) -> None:
+def render(out: Path, per_kit: int, only: list[str] | None = None) -> None:
     import soundfile as sf
 
     for s, (name, sf_path) in enumerate(SOUNDFONTS.items()):
+        if only is not None and name not in only:
+            continue
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         index = {}
@@ -258,6 +260,7 @@ def main() -> int:
     r = sub.add_parser("render")
     r.add_argument("--out", default="/tmp/drumset")
     r.add_argument("--per-kit", type=int, default=4)
+    r.add_argument("--soundfonts", default=",".join(SOUNDFONTS), help="render only these")
     s = sub.add_parser("score")
     s.add_argument("--data", default="/tmp/drumset")
     s.add_argument("--soundfonts", default=",".join(SOUNDFONTS))
@@ -276,7 +279,7 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.cmd == "render":
-        render(Path(args.out), args.per_kit)
+        render(Path(args.out), args.per_kit, args.soundfonts.split(","))
         return 0
     if args.cmd == "speed":
         print(json.dumps(speed(Path(args.data), args.minutes, args.repeats, args.impl)))
