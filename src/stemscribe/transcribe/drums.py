@@ -340,7 +340,8 @@ def _body_pitch(spec: np.ndarray) -> float:
     # Parabolic interpolation between bins (10.8 Hz apart) for a pitch good to a semitone.
     a, b, c = spec[k - 1], spec[k], spec[k + 1]
     offset = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
-    return float((k + offset) * _SR / _BODY_N)
+    # At the edge of the range the peak may lie outside it: never move more than half a bin.
+    return float((k + np.clip(offset, -0.5, 0.5)) * _SR / _BODY_N)
 
 
 def _sustain_db(low: np.ndarray, frames: np.ndarray, i: int) -> float | None:
