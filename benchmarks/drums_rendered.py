@@ -4,8 +4,9 @@
     python benchmarks/drums_rendered.py score [--data /tmp/drumset] [--soundfonts FluidR3_GM,...] [--json OUT]
     python benchmarks/drums_rendered.py devset [../shared/data/devset] [--json OUT]
     python benchmarks/drums_rendered.py speed [../shared/data/devset] [--minutes 3] [--repeats 3]
+    python benchmarks/drums_rendered.py census [training/cache/musdb]
 
-``--impl FILE`` (score, devset, speed) scores or times another copy of ``drums.py``, e.g. the one
+``--impl FILE`` (score, devset, speed, census) scores or times another copy of ``drums.py``, e.g. the one
 before a change (``git show REV:src/stemscribe/transcribe/drums.py > FILE``).
 
 ``render`` writes, per soundfont and GM drum kit (program on MIDI channel 10), ``--per-kit`` random
@@ -247,6 +248,27 @@ def speed(data: Path, minutes: float, repeats: int, impl: str | None = None) -> 
     return {"seconds": round(best, 3), "audio_seconds": round(x.shape[0] / sr, 1), "notes": notes}
 
 
+def census(cache: Path, impl: str | None = None) -> dict:
+    """Notes per GM pitch written for the real (unlabelled) MUSDB drum clips of ``cache``
+    (``training/cache/musdb``: ``index.json`` + ``NNN.npy`` ``(5, 2, n)``, drums second), and in
+    how many clips the ride outnumbers the hi-hats."""
+    import collections
+
+    from stemscribe.types import Audio
+
+    transcribe_drums = _transcriber(impl)
+    index = json.loads((cache / "index.json").read_text())
+    totals: collections.Counter = collections.Counter()
+    ride_led = 0
+    for clip in index["clips"]:
+        drums = np.asarray(np.load(cache / clip["file"], mmap_mode="r")[1])
+        count = collections.Counter(n.pitch for n in transcribe_drums(Audio(drums, index["sr"])).notes)
+        totals += count
+        ride_led += count[51] > count[42] + count[44] + count[46]
+    return {"clips": len(index["clips"]), "ride_led_clips": ride_led,
+            "notes_per_pitch": {int(k): v for k, v in sorted(totals.items())}}
+
+
 def _table(results: dict[str, dict]) -> str:
     lines = ["| set | " + " | ".join(CLASSES) + " |", "|---" * (len(CLASSES) + 1) + "|"]
     for name, r in results.items():
@@ -276,10 +298,16 @@ def main() -> int:
     t.add_argument("--minutes", type=float, default=3.0, help="repeat the stems to this length")
     t.add_argument("--repeats", type=int, default=3, help="report the fastest of this many runs")
     t.add_argument("--impl", default=None, help="time the drums.py at this path instead of the package's")
+    c = sub.add_parser("census", help="what is written for the unlabelled MUSDB drum stems")
+    c.add_argument("cache", nargs="?", default=str(Path(__file__).resolve().parents[1] / "training/cache/musdb"))
+    c.add_argument("--impl", default=None, help="use the drums.py at this path instead of the package's")
     args = ap.parse_args()
 
     if args.cmd == "render":
         render(Path(args.out), args.per_kit, args.soundfonts.split(","))
+        return 0
+    if args.cmd == "census":
+        print(json.dumps(census(Path(args.cache), args.impl)))
         return 0
     if args.cmd == "speed":
         print(json.dumps(speed(Path(args.data), args.minutes, args.repeats, args.impl)))
