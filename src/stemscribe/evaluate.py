@@ -217,6 +217,15 @@ def _stft_c(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return scipy.fft.rfft(frames * np.hanning(n_fft), axis=-1)
 
 
+def _tiles(z: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
+    """``(k, channels, frames, bins)`` -> ``(channels, frame tiles, bin tiles, k, cells per tile)``, zero-padded."""
+    k, c, t, f = z.shape
+    tt, tf = tile
+    n_t, n_f = -(-t // tt), -(-f // tf)
+    z = np.pad(z, ((0, 0), (0, 0), (0, n_t * tt - t), (0, n_f * tf - f))).reshape(k, c, n_t, tt, n_f, tf)
+    return z.transpose(1, 2, 4, 0, 3, 5).reshape(c, n_t, n_f, k, tt * tf)
+
+
 def local_interference_share(
     references: np.ndarray, estimates: np.ndarray, *, tile: tuple[int, int] = LOCAL_TILE,
     n_fft: int = LOCAL_N_FFT, hop: int = LOCAL_HOP,
@@ -252,15 +261,7 @@ def local_interference_share(
         f0 = (start - lo) // hop
         f1 = f0 + (min(block, n - start) + hop - 1) // hop
         s_, e_ = s_[:, :, f0:f1], e_[:, :, f0:f1]
-        _, c, t, f = s_.shape
-        n_t, n_f = -(-t // tt), -(-f // tf)
-        widths = ((0, 0), (0, 0), (0, n_t * tt - t), (0, n_f * tf - f))
-
-        def tiles(z: np.ndarray) -> np.ndarray:
-            z = np.pad(z, widths).reshape(k, c, n_t, tt, n_f, tf)
-            return z.transpose(1, 2, 4, 0, 3, 5).reshape(c, n_t, n_f, k, n_cells)
-
-        st, et = tiles(s_), tiles(e_)
+        st, et = _tiles(s_, tile), _tiles(e_, tile)
         gram = np.einsum("ctfkn,ctfln->ctfkl", st.conj(), st)
         rhs = np.einsum("ctfkn,ctfin->ctfik", st.conj(), et)
         trace = np.real(np.einsum("ctfkk->ctf", gram))[..., None, None]
@@ -835,8 +836,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         lines += [f"### Separation — model `{results.get('model')}`", ""]
         lines += [f"- SDR: {results['conventions']['sdr']}", f"- museval: {results['conventions']['museval_sdr']}", ""]
         stems = [s for s in STEM_NAMES if s in results["summary"]]
-        lines += ["| stem | SDR mean (dB) | SDR median (dB) | museval SDR (dB) | interference share: local "
-                  "| interference share: whole-clip | report bleed | songs |",
+        lines += [("| stem | SDR mean (dB) | SDR median (dB) | museval SDR (dB) | interference share: local "
+                   "| interference share: whole-clip | report bleed | songs |"),
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for s in stems:
             v = results["summary"][s]
