@@ -192,11 +192,12 @@ def load_exported(weights: Path) -> dict:
             "best": float(manifest.get("validation_sdr_db", {}).get("avg", -1e9))}
 
 
-def loss_fn(net: LiteNet, stems: torch.Tensor) -> torch.Tensor:
+def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0) -> torch.Tensor:
     """L1 on complex stem STFTs + L1 on their magnitudes, relative to the mixture's level.
 
     ``stems``: ``(batch, 4, channels, n)``.  The mixture STFT is the sum of the stem STFTs (linearity),
-    so only the stems are transformed."""
+    so only the stems are transformed.  ``sdr_weight`` > 0 adds ``-sdr_weight x`` the mean time-domain
+    SDR (dB) of the stems, the quantity the model is judged by."""
     spec = net.stft(net.frame(stems))
     mix = spec.sum(1)
     y = net.separate_spec(mix)
@@ -205,7 +206,15 @@ def loss_fn(net: LiteNet, stems: torch.Tensor) -> torch.Tensor:
     yr, tr = torch.view_as_real(y), torch.view_as_real(target)
     diff = (yr - tr).abs().sum(-1)
     mag = ((yr.square().sum(-1) + 1e-10).sqrt() - (tr.square().sum(-1) + 1e-10).sqrt()).abs()
-    return ((diff + mag) / scale).mean() / 20
+    spectral = ((diff + mag) / scale).mean() / 20
+    if sdr_weight <= 0:
+        return spectral
+    # plus the metric itself: negative time-domain SDR per stem (silent stems: eps keeps it finite)
+    est = net.istft(y, stems.shape[-1])
+    eps = 1e-3 * stems.sum(1).square().sum(dim=(-2, -1)).view(-1, 1) + 1e-8
+    num = stems.square().sum(dim=(-2, -1)) + eps
+    den = (stems - est).square().sum(dim=(-2, -1)) + eps
+    return spectral - sdr_weight * (10 * torch.log10(num / den)).mean()
 
 
 @torch.no_grad()
@@ -276,6 +285,7 @@ def main() -> None:
     p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
     p.add_argument("--devset", type=Path, default=ROOT.parent.parent / "shared" / "data" / "devset",
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
+    p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
     p.add_argument("--anneal", action="store_true",
                    help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
@@ -338,7 +348,7 @@ def main() -> None:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         batch = next(batches).to(device, non_blocking=True)
-        loss = loss_fn(net, batch)
+        loss = loss_fn(net, batch, args.sdr_weight)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
