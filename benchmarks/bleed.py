@@ -112,8 +112,7 @@ def chance_level(tile: tuple[int, int], seconds: float = 60.0) -> float:
 
     rng = np.random.default_rng(0)
     n = int(seconds * rp.ANALYSIS_SR)
-    za, zb = (rp._stft_frames(np.pad(rng.standard_normal(n).astype(np.float32), rp.N_FFT // 2), 0, n // rp.HOP)
-              for _ in range(2))
+    za, zb = (rp._stft_frames(rng.standard_normal(n).astype(np.float32), 0, n // rp.HOP) for _ in range(2))
     cross = za * zb.conj()
     num = uniform_filter(cross.real, tile) ** 2 + uniform_filter(cross.imag, tile) ** 2
     coh = num / (uniform_filter(np.abs(za) ** 2, tile) * uniform_filter(np.abs(zb) ** 2, tile))

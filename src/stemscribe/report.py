@@ -50,7 +50,7 @@ BLEED_TILE = (5, 9)
 #: bleed: mean coherence of two independent white noises over such a tile (simulated; the chance level)
 BLEED_CHANCE = 0.073
 #: bleed: frames per block (bounded memory on long songs)
-BLEED_BLOCK = 1024
+BLEED_BLOCK = 512
 #: drum rendering/analysis bands in Hz: low (kick, toms), mid (snare), high (hats, cymbals)
 DRUM_BANDS = ((30.0, 150.0), (150.0, 2500.0), (2500.0, ANALYSIS_SR / 2))
 
@@ -202,10 +202,9 @@ def bleed_from_signals(monos: Mapping[str, np.ndarray]) -> dict[str, dict[str, f
     by block (:data:`N_FFT`, :data:`HOP`) so a long song never holds its complex spectra at once."""
     names = list(monos)
     n = min((len(y) for y in monos.values()), default=0)
-    padded = [np.pad(np.asarray(monos[s][:n], dtype=np.float32), (N_FFT // 2, N_FFT // 2)) for s in names]
     sums = _BleedSums(len(names))
-    for lo, hi, core in _blocks(n // HOP + 1):
-        sums.add(np.stack([_stft_frames(y, lo, hi) for y in padded]), core)
+    for lo, hi, core in _blocks(n // HOP + 1 if n else 0):
+        sums.add(np.stack([_stft_frames(np.asarray(monos[s][:n]), lo, hi) for s in names]), core)
     return sums.result(names)
 
 
@@ -217,12 +216,17 @@ def _blocks(n_frames: int) -> Iterator[tuple[int, int, slice]]:
         yield lo, hi, slice(s0 - lo, s0 - lo + min(BLEED_BLOCK, n_frames - s0))
 
 
-def _stft_frames(y_padded: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Complex STFT frames ``lo..hi-1`` ``(hi - lo, N_FFT // 2 + 1)`` of a signal padded by ``N_FFT // 2``
-    each side (the framing of :func:`_stft_mag`)."""
+def _stft_frames(y: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Complex STFT frames ``lo..hi-1`` ``(hi - lo, N_FFT // 2 + 1)`` of mono ``y``, framed like
+    :func:`_stft_mag` (frame ``k`` centred at ``k * HOP``, zeros beyond the ends)."""
     import scipy.fft
 
-    frames = np.lib.stride_tricks.sliding_window_view(y_padded, N_FFT)[::HOP][lo:hi]
+    start, stop = lo * HOP - N_FFT // 2, (hi - 1) * HOP + N_FFT - N_FFT // 2
+    seg = np.zeros(stop - start, dtype=np.float32)
+    a, b = max(start, 0), min(stop, len(y))
+    if b > a:
+        seg[a - start : b - start] = y[a:b]
+    frames = np.lib.stride_tricks.sliding_window_view(seg, N_FFT)[::HOP]
     return scipy.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=1).astype(np.complex64)
 
 
