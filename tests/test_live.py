@@ -150,3 +150,105 @@ def test_interrupted_stream_keeps_what_was_separated(sep, tmp_path):
     n = 1000 * len(range(0, SR // 2, 1000))
     assert vocals.shape == (n, 2)
     assert np.max(np.abs(vocals + inst - x[:, :n].T)) < 2 / 32768 + 1e-6
+
+
+def test_resampled_stream_matches_a_whole_file_resample_and_reports_its_delay():
+    import soxr
+
+    from stemscribe.live import resampled_blocks
+
+    rate = 48000
+    rng = np.random.default_rng(7)
+    t = np.arange(rate) / rate
+    x = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32)
+    x += 0.01 * rng.standard_normal(x.shape).astype(np.float32)
+    blocks, delay_ms = resampled_blocks((x[:, i : i + 1440] for i in range(0, rate, 1440)), rate, 2)
+    y = np.concatenate(list(blocks), axis=1)
+    assert y.shape == (2, SR)  # one second in, one second out: the stream is delay-compensated
+    whole = soxr.resample(x.T, rate, SR, quality="LQ").T
+    inner = slice(2000, SR - 2000)
+    assert np.max(np.abs(y[:, inner] - whole[:, inner])) < 1e-3
+    assert 5.0 < delay_ms < 15.0  # the resampler's hold, counted into the latency
+    same, zero = resampled_blocks([x[:, :10]], SR, 2)
+    assert zero == 0.0 and np.array_equal(next(same), x[:, :10])
+
+
+def test_stdin_at_48k_is_resampled_and_latency_counts_the_resampler(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from stemscribe.cli import main
+
+    rate = 48000
+    x = _signal(1.0, 8)
+    import soxr
+
+    x48 = soxr.resample(x.T, SR, rate).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, x48, rate, format="WAV", subtype="FLOAT")
+    monkeypatch.setattr(sys, "stdin", type("S", (), {"buffer": io.BytesIO(buf.getvalue())})())
+    assert main(["live", "-", "--out", str(tmp_path / "o"), "--block-ms", "20", "-q"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["input"] == "<stdin, 48000 Hz>"
+    assert abs(report["duration_s"] - 1.0) < 0.01
+    assert 5.0 < report["latency_ms"]["input"] < 15.0
+    assert report["latency_ms"]["measured_max"] <= 100
+    vocals, sr = sf.read(tmp_path / "o" / "vocals.wav", dtype="float32", always_2d=True)
+    inst, _ = sf.read(tmp_path / "o" / "instrumental.wav", dtype="float32", always_2d=True)
+    assert sr == SR
+    # the two outputs still add up to the input, resampled (16-bit files: 2 LSB of rounding)
+    back = soxr.resample(x48, rate, SR, quality="LQ")[: len(vocals)]
+    assert np.max(np.abs((vocals + inst)[2000:-2000] - back[2000:-2000])) < 1e-3
+
+
+def test_sound_card_capture_through_miniaudio_null_backend(sep, tmp_path):
+    # miniaudio's null back end is a real capture device that delivers silence at the pace of
+    # real time: the whole device path (open, callback thread, blocks, stop) runs without a card.
+    from stemscribe.live import device_blocks, list_devices, run_live
+
+    assert [d["name"] for d in list_devices(backend="null")] == ["NULL Capture Device"]
+    blocks, info = device_blocks(None, 1323, channels=2, backend="null", seconds=0.5)
+    report = run_live(blocks, out_dir=tmp_path, channels=2, block=1323, separator=sep, source=info)
+    assert report["duration_s"] == 0.5
+    assert report["device"] == {"name": "default input", "backend": "Null", "dropped_s": 0.0}
+    vocals, _ = sf.read(tmp_path / "vocals.wav", dtype="float32", always_2d=True)
+    assert vocals.shape == (SR // 2, 2) and not vocals.any()
+
+
+def test_capture_drops_the_oldest_input_when_separation_falls_behind():
+    import time
+
+    from stemscribe.live import device_blocks
+
+    blocks, info = device_blocks(None, 441, channels=1, backend="null", seconds=2.0, max_queue_s=0.2)
+    first = next(blocks)
+    time.sleep(0.6)  # a consumer stuck for 0.6 s: the queue keeps at most about 0.2 s of it
+    rest = list(blocks)
+    assert first.shape == (1, 441)
+    assert info.dropped_s > 0.2
+    assert sum(b.shape[1] for b in rest) + 441 == 2 * SR  # still exactly the asked-for length
+
+
+def test_cli_device_options_and_errors(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from stemscribe.cli import main
+
+    assert main(["live", "--list-devices", "--audio-backend", "null"]) == 0
+    assert "0: NULL Capture Device" in capsys.readouterr().out
+    assert main(["live", "--device", "--audio-backend", "null", "--seconds", "0.3", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["device"]["backend"] == "Null"
+    capsys.readouterr()
+    for argv, words in [
+        (["live", "--out", str(tmp_path / "p")], "give INPUT"),
+        (["live", "x.wav", "--device", "--out", str(tmp_path / "p")], "not both"),
+        (["live", "--device", "nothing-like-this", "--audio-backend", "null", "--out", str(tmp_path / "p")],
+         "no input device matches"),
+        (["live", "--device", "--audio-backend", "bogus", "--out", str(tmp_path / "p")], "unknown audio back end"),
+        (["live", "x.wav", "--seconds", "2", "--out", str(tmp_path / "p")], "--seconds"),
+    ]:
+        assert main(argv) == 2, argv
+        assert words in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "miniaudio", None)  # not installed
+    assert main(["live", "--device", "--out", str(tmp_path / "p")]) == 2
+    assert "pip install miniaudio" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

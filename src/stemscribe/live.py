@@ -7,7 +7,9 @@ it arrives: each block of input gives the output samples that are now final, ``l
 
 Sources (all yield ``(channels, m)`` float32 blocks at 44.1 kHz): :func:`file_blocks` (any file
 :func:`stemscribe.audio.load` reads, optionally paced in real time), :func:`stdin_blocks` (raw PCM
-or a WAV stream).  :func:`run_live` writes ``vocals.wav`` and ``instrumental.wav`` as it goes
+or a WAV stream, at any rate through :func:`resampled_blocks`) and :func:`device_blocks` (a sound
+card's input through miniaudio, which bundles its audio back ends: ALSA, PulseAudio, JACK, Core
+Audio, WASAPI).  :func:`run_live` writes ``vocals.wav`` and ``instrumental.wav`` as it goes
 (optionally all four stems) and returns the report also written to ``report.json``:
 measured latency, real-time factor and a vocal-activity timeline.
 """
@@ -28,7 +30,18 @@ import numpy as np
 from .errors import BadArgumentError, BadInputError
 from .types import Progress, report_progress
 
-__all__ = ["SR", "VocalActivity", "file_blocks", "read_wav_header", "run_live", "stdin_blocks"]
+__all__ = [
+    "SR",
+    "CaptureInfo",
+    "VocalActivity",
+    "device_blocks",
+    "file_blocks",
+    "list_devices",
+    "read_wav_header",
+    "resampled_blocks",
+    "run_live",
+    "stdin_blocks",
+]
 
 #: the rate live mode works at (the lite model's rate)
 SR = 44100
@@ -173,6 +186,174 @@ def stdin_blocks(stream: IO[bytes], block: int, *, channels: int, sample_format:
             yield (np.frombuffer(buf[:usable], dtype=dtype).astype(np.float32) / scale).reshape(-1, channels).T
 
 
+def resampled_blocks(blocks: Iterable[np.ndarray], rate: int, channels: int) -> tuple[Iterator[np.ndarray], float]:
+    """Resample a stream of ``(channels, m)`` blocks from ``rate`` to 44.1 kHz as it arrives.
+
+    Returns ``(blocks, delay_ms)``: soxr's streaming resampler holds back some signal for its
+    filter; ``delay_ms`` is that hold, measured, to add to the separator's latency.  The "LQ"
+    setting (16-bit precision, passband to about 20 kHz) holds 10 ms at 48 kHz, against 19 ms
+    for "HQ", which would push the default 30 ms blocks past 100 ms in all.  A 44.1 kHz stream
+    passes through unchanged (0 ms).
+    """
+    if rate == SR:
+        return iter(blocks), 0.0
+    if not 8000 <= rate <= 384000:
+        raise BadArgumentError(f"sample rate {rate} Hz is out of range (8000-384000)")
+    import soxr
+
+    def make() -> Any:
+        return soxr.ResampleStream(rate, SR, channels, dtype="float32", quality="LQ")
+
+    def gen() -> Iterator[np.ndarray]:
+        stream = make()
+        for x in blocks:
+            y = stream.resample_chunk(np.ascontiguousarray(np.asarray(x, np.float32).T))
+            if len(y):
+                yield np.ascontiguousarray(y.T)
+        y = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)
+        if len(y):
+            yield np.ascontiguousarray(y.T)
+
+    # the hold: how far the output runs behind the ideal output count, at worst, over one second
+    # of 30 ms chunks (the filter's delay plus rounding; independent of the signal and block size)
+    probe, held, n_in, n_out = make(), 0.0, 0, 0
+    chunk = max(1, rate * 30 // 1000)
+    for _ in range(rate // chunk + 1):
+        n_in += chunk
+        n_out += len(probe.resample_chunk(np.zeros((chunk, channels), np.float32)))
+        held = max(held, n_in * SR / rate - n_out)
+    return gen(), round(1000 * held / SR, 2)
+
+
+@dataclass
+class CaptureInfo:
+    """What :func:`device_blocks` opened: the device's name, the back end, and what was lost."""
+
+    name: str = ""
+    backend: str = ""
+    #: seconds of input dropped because separation fell behind by more than the queue holds
+    dropped_s: float = 0.0
+
+
+def _backends(backend: str | None) -> list[Any] | None:
+    import miniaudio
+
+    if backend in (None, "", "auto"):
+        return None
+    try:
+        return [miniaudio.Backend[backend.upper()]]
+    except KeyError:
+        names = ", ".join(b.name.lower() for b in miniaudio.Backend)
+        raise BadArgumentError(f"unknown audio back end {backend!r}; use one of: auto, {names}") from None
+
+
+def _miniaudio() -> Any:
+    try:
+        import miniaudio
+    except ImportError:
+        raise BadArgumentError("sound-card input needs the miniaudio package: pip install miniaudio "
+                               "(or pipe a recorder into stdin: stemscribe live - --raw ...)") from None
+    return miniaudio
+
+
+def list_devices(*, backend: str | None = None) -> list[dict[str, Any]]:
+    """The sound card inputs miniaudio can open: ``[{"index", "name", "backend"}]``."""
+    ma = _miniaudio()
+    try:
+        devices = ma.Devices(backends=_backends(backend))
+        captures = devices.get_captures()
+    except ma.MiniaudioError as exc:
+        raise BadInputError(f"no audio back end could be opened ({exc})") from None
+    return [{"index": i, "name": d["name"], "backend": devices.backend} for i, d in enumerate(captures)]
+
+
+def device_blocks(
+    device: str | int | None,
+    block: int,
+    *,
+    channels: int = 2,
+    backend: str | None = None,
+    seconds: float | None = None,
+    max_queue_s: float = 10.0,
+) -> tuple[Iterator[np.ndarray], CaptureInfo]:
+    """Record from a sound card and yield ``(channels, block)`` float32 blocks at 44.1 kHz.
+
+    ``device``: ``None`` for the system's default input, an index of :func:`list_devices`, or a
+    part of a device's name.  miniaudio converts the card's own rate and format.  ``seconds``:
+    stop after that much audio (``None``: until the consumer stops, e.g. on Ctrl-C).  Memory is
+    bounded: when separation falls more than ``max_queue_s`` behind, the oldest input is dropped
+    and counted in ``CaptureInfo.dropped_s``.
+    """
+    import collections
+    import threading
+
+    ma = _miniaudio()
+    if channels not in (1, 2):
+        raise BadArgumentError(f"live mode takes mono or stereo input, got {channels} channels")
+    backends = _backends(backend)
+    device_id, name = None, "default input"
+    if device not in (None, "", "default"):
+        found = list_devices(backend=backend)
+        if isinstance(device, int) or str(device).isdigit():
+            pick = [d for d in found if d["index"] == int(device)]
+        else:
+            pick = [d for d in found if str(device).lower() in d["name"].lower()]
+        if not pick:
+            names = "; ".join(f"{d['index']}: {d['name']}" for d in found) or "none"
+            raise BadArgumentError(f"no input device matches {device!r} (inputs: {names})")
+        captures = ma.Devices(backends=backends).get_captures()
+        device_id, name = captures[pick[0]["index"]]["id"], pick[0]["name"]
+    try:
+        capture = ma.CaptureDevice(ma.SampleFormat.FLOAT32, channels, SR, buffersize_msec=max(10, block * 1000 // SR),
+                                   device_id=device_id, backends=backends, app_name="stemscribe")
+    except ma.MiniaudioError as exc:
+        raise BadInputError(f"could not open the sound card input ({exc}); list inputs with --list-devices") from None
+    info = CaptureInfo(name=name, backend=str(capture.backend))
+    chunks: collections.deque[np.ndarray] = collections.deque()
+    queued = [0]
+    ready = threading.Condition()
+    limit = int(max_queue_s * SR)
+
+    def recorder() -> Any:
+        while True:
+            data = yield
+            x = np.frombuffer(bytes(data), dtype=np.float32).reshape(-1, channels).T.copy()
+            with ready:
+                chunks.append(x)
+                queued[0] += x.shape[1]
+                while queued[0] > limit and len(chunks) > 1:
+                    old = chunks.popleft()
+                    queued[0] -= old.shape[1]
+                    info.dropped_s += old.shape[1] / SR
+                ready.notify()
+
+    def gen() -> Iterator[np.ndarray]:
+        rec = recorder()
+        next(rec)
+        capture.start(rec)
+        total = int(seconds * SR) if seconds else None
+        sent = 0
+        buf = np.zeros((channels, 0), np.float32)
+        try:
+            while total is None or sent < total:
+                with ready:
+                    if not chunks and not ready.wait(timeout=2.0):
+                        raise BadInputError(f"the sound card input ({name}) stopped delivering audio")
+                    parts = list(chunks)
+                    chunks.clear()
+                    queued[0] = 0
+                buf = np.concatenate([buf, *parts], axis=1)
+                while buf.shape[1] >= block and (total is None or sent < total):
+                    take = block if total is None else min(block, total - sent)
+                    yield buf[:, :take]
+                    buf, sent = buf[:, take:], sent + take
+        finally:
+            capture.stop()
+            capture.close()
+
+    return gen(), info
+
+
 def run_live(
     blocks: Iterable[np.ndarray],
     *,
@@ -184,6 +365,8 @@ def run_live(
     input_name: str = "",
     progress: Progress | None = None,
     duration: float | None = None,
+    input_latency_ms: float = 0.0,
+    source: Any = None,
 ) -> dict[str, Any]:
     """Separate a stream of ``(channels, m)`` blocks at 44.1 kHz; write stems as they come.
 
@@ -191,6 +374,10 @@ def run_live(
     with ``all_stems`` also ``drums/bass/other.wav``; 16-bit, input channels, 44.1 kHz; then
     ``report.json``.  Files are written under temporary names and renamed at the end, also when
     the stream is interrupted with Ctrl-C (what arrived so far is kept).  Returns the report.
+
+    ``input_latency_ms``: delay added before the blocks reach this function (a resampler's
+    hold), counted into the reported latency.  ``source``: a :class:`CaptureInfo` whose device,
+    back end and dropped input go into the report (read after the stream ends).
     """
     import contextlib
 
@@ -276,8 +463,9 @@ def run_live(
         "interrupted": interrupted,
         "latency_ms": {
             "model": round(1000 * streamer.latency / SR, 2),
-            "measured_max": round(1000 * max_lag / SR, 2),
-            "measured_mean": round(1000 * lag_sum / max(n_out, 1) / SR, 2),
+            "input": round(input_latency_ms, 2),
+            "measured_max": round(1000 * max_lag / SR + input_latency_ms, 2),
+            "measured_mean": round(1000 * lag_sum / max(n_out, 1) / SR + input_latency_ms, 2),
         },
         # wall-clock and CPU seconds spent separating per second of audio (CPU time is the fair
         # figure on a shared machine)
@@ -292,6 +480,8 @@ def run_live(
             "ratio": [round(r, 3) for r in activity.ratios],
         },
     }
+    if source is not None:
+        report["device"] = {"name": source.name, "backend": source.backend, "dropped_s": round(source.dropped_s, 3)}
     with atomic_output(out / "report.json") as p:
         p.write_text(json.dumps(report, indent=1) + "\n")
     report_progress(progress, "separate", 1.0)
