@@ -186,9 +186,11 @@ def test_stdin_at_48k_is_resampled_and_latency_counts_the_resampler(tmp_path, mo
     buf = io.BytesIO()
     sf.write(buf, x48, rate, format="WAV", subtype="FLOAT")
     monkeypatch.setattr(sys, "stdin", type("S", (), {"buffer": io.BytesIO(buf.getvalue())})())
-    assert main(["live", "-", "--out", str(tmp_path / "o"), "--block-ms", "20", "-q"]) == 0
+    # no --block-ms: resampled input defaults to 20 ms blocks, to stay under 100 ms in all
+    assert main(["live", "-", "--out", str(tmp_path / "o"), "-q"]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["input"] == "<stdin, 48000 Hz>"
+    assert report["block_ms"] == 20.0
     assert abs(report["duration_s"] - 1.0) < 0.01
     assert 5.0 < report["latency_ms"]["input"] < 15.0
     assert report["latency_ms"]["measured_max"] <= 100

@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="sound card back end: auto (default), alsa, pulseaudio, jack, coreaudio, wasapi, ..., "
                         "or null (silence, for testing)")
     p.add_argument("--seconds", type=float, metavar="S", help="with --device: stop after S seconds (default: Ctrl-C)")
-    p.add_argument("--block-ms", type=float, default=30.0, metavar="N",
-                   help="block length in milliseconds (default 30: latency about 90 ms; shorter blocks cost more CPU)")
+    p.add_argument("--block-ms", type=float, default=None, metavar="N",
+                   help="block length in milliseconds (default 30: latency about 90 ms; 20 when stdin is resampled, "
+                        "to stay under 100 ms with the resampler's hold; shorter blocks cost more CPU)")
     p.add_argument("--raw", action="store_true", help="stdin is headerless interleaved PCM (see --rate etc.)")
     p.add_argument("--rate", type=int, default=44100, help="raw stdin sample rate (default 44100; others are resampled)")
     p.add_argument("--channels", type=int, default=2, choices=(1, 2), help="raw stdin channels (default 2)")
@@ -38,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--all-stems", action="store_true", help="also write drums.wav, bass.wav, other.wav")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     return p
+
+
+DEFAULT_BLOCK_MS = 30.0
+RESAMPLED_BLOCK_MS = 20.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
                                else "give INPUT (a file or '-' for stdin) or --device to record from the sound card")
     if args.seconds is not None and (args.device is None or args.seconds <= 0):
         raise BadArgumentError("--seconds takes a positive number and applies to --device only")
-    if not 1.0 <= args.block_ms <= 1000.0:
+    if args.block_ms is not None and not 1.0 <= args.block_ms <= 1000.0:
         raise BadArgumentError(f"--block-ms must be between 1 and 1000, got {args.block_ms:g}")
-    block = max(1, round(args.block_ms * SR / 1000))
+    block_ms = DEFAULT_BLOCK_MS if args.block_ms is None else args.block_ms
+    block = max(1, round(block_ms * SR / 1000))
     duration = None
     input_latency = 0.0
     source = None
@@ -81,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
             rate, channels, fmt = read_wav_header(stream)
         if channels not in (1, 2):
             raise BadArgumentError(f"stdin audio has {channels} channels; live mode takes mono or stereo")
+        if rate != SR and args.block_ms is None:
+            # the resampler holds about 10 ms: shorter blocks keep the total under 100 ms
+            block_ms = RESAMPLED_BLOCK_MS
+            block = max(1, round(block_ms * SR / 1000))
         # read blocks of the same duration at the stream's own rate, then resample to the model's
-        raw_block = max(1, round(args.block_ms * rate / 1000))
+        raw_block = max(1, round(block_ms * rate / 1000))
         blocks, input_latency = resampled_blocks(stdin_blocks(stream, raw_block, channels=channels, sample_format=fmt),
                                                  rate, channels)
         name = "<stdin>" if rate == SR else f"<stdin, {rate} Hz>"
