@@ -47,7 +47,7 @@ def export(ckpt_path: Path, out_dir: Path) -> Path:
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3)},
         "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
         "licence": LICENCE,
-        "data": "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation)",
+        "data": "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation); since step 531 also 8 s clips rendered from POP909 MIDI (MIT) with GM soundfonts (FluidR3_GM, MuseScore_General: MIT; sf_GMbank: public domain)",
     }
     tmp.chmod(0o644)
     os.replace(tmp, weights)
