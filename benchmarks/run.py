@@ -349,7 +349,7 @@ def write_docs() -> str:
          "On a busy machine wall time includes waits for a core, and CPU RTF is then an upper bound for the "
          "idle-machine wall RTF; 'What was measured' at the end records each step's commit, model weights and "
          "the load average when it started. The steps of this file ran on "
-         "an otherwise idle machine (the background training job paused with SIGSTOP for the run).", ""]
+         "an otherwise idle machine (no other job running; a background training job, when there is one, is paused with SIGSTOP for the run). Speeds differ between machines of this kind: the same commands ran about 1.8-2.5 x faster on 2026-11-21 (the demucs CLI on `long_1min.wav`: 30 s wall then, 55-77 s on 2026-12-03), so compare rows of one run with each other, and read a target missed by a small margin with that in mind.", ""]
 
     L += ["## 1. Speed and memory", ""]
     if speed and speed.get("stages_3min"):
