@@ -25,6 +25,7 @@ Steps (each writes JSON under benchmarks/results/, which git ignores; ``docs`` r
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -121,19 +122,14 @@ def step_inputs() -> None:
                     "1min": str(inputs / "long_1min.wav"), "sources": names, "seconds": [x.shape[1] / sr, 600.0, 60.0]})
 
 
-_WARM = False
-
-
+@functools.cache
 def warm_up() -> None:
-    """One untimed split first: the first run after an install compiles librosa's numba kernels into
-    its cache (about 20 s here, once per install), which no later run pays."""
-    global _WARM
-    if not _WARM:
-        out = RESULTS / "warm_up"
-        shutil.rmtree(out, ignore_errors=True)
-        measure([PY, "-m", "stemscribe", "split", str(DEVSET / "dev00" / "mixture.flac"), "--out", str(out),
-                 "--model", "lite", "-q"], log_name="warm_up")
-        _WARM = True
+    """One untimed split first (once per run): the first run after an install compiles librosa's numba
+    kernels into its cache (about 20 s here, once per install), which no later run pays."""
+    out = RESULTS / "warm_up"
+    shutil.rmtree(out, ignore_errors=True)
+    measure([PY, "-m", "stemscribe", "split", str(DEVSET / "dev00" / "mixture.flac"), "--out", str(out),
+             "--model", "lite", "-q"], log_name="warm_up")
 
 
 def step_speed() -> None:
@@ -349,7 +345,10 @@ def write_docs() -> str:
          "On a busy machine wall time includes waits for a core, and CPU RTF is then an upper bound for the "
          "idle-machine wall RTF; 'What was measured' at the end records each step's commit, model weights and "
          "the load average when it started. The steps of this file ran on "
-         "an otherwise idle machine (no other job running; a background training job, when there is one, is paused with SIGSTOP for the run). Speeds differ between machines of this kind: the same commands ran about 1.8-2.5 x faster on 2026-11-21 (the demucs CLI on `long_1min.wav`: 30 s wall then, 55-77 s on 2026-12-03), so compare rows of one run with each other, and read a target missed by a small margin with that in mind.", ""]
+         "an otherwise idle machine (no other job running; a background training job, when there is one, is paused with SIGSTOP for the run). Speeds differ between machines of this kind"
+         + (f" (the demucs CLI on `long_1min.wav` took 30 s wall on 2026-11-21's machine, {dem['demucs_cli']['wall_s']:.0f} s "
+            "in this run)" if dem and dem.get("demucs_cli") else "")
+         + ", so compare rows of one run with each other, and read a target missed by a small margin with that in mind.", ""]
 
     L += ["## 1. Speed and memory", ""]
     if speed and speed.get("stages_3min"):

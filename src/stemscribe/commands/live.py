@@ -45,6 +45,11 @@ DEFAULT_BLOCK_MS = 30.0
 RESAMPLED_BLOCK_MS = 20.0
 
 
+def _samples(ms: float, rate: int) -> int:
+    """A block of ``ms`` milliseconds at ``rate``, in samples (at least one)."""
+    return max(1, round(ms * rate / 1000))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import BadArgumentError
     from ..live import SR, device_blocks, file_blocks, list_devices, read_wav_header, resampled_blocks, run_live, stdin_blocks
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.block_ms is not None and not 1.0 <= args.block_ms <= 1000.0:
         raise BadArgumentError(f"--block-ms must be between 1 and 1000, got {args.block_ms:g}")
     block_ms = DEFAULT_BLOCK_MS if args.block_ms is None else args.block_ms
-    block = max(1, round(block_ms * SR / 1000))
+    block = _samples(block_ms, SR)
     duration = None
     input_latency = 0.0
     source = None
@@ -90,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
         if rate != SR and args.block_ms is None:
             # the resampler holds about 10 ms: shorter blocks keep the total under 100 ms
             block_ms = RESAMPLED_BLOCK_MS
-            block = max(1, round(block_ms * SR / 1000))
+            block = _samples(block_ms, SR)
         # read blocks of the same duration at the stream's own rate, then resample to the model's
-        raw_block = max(1, round(block_ms * rate / 1000))
-        blocks, input_latency = resampled_blocks(stdin_blocks(stream, raw_block, channels=channels, sample_format=fmt),
-                                                 rate, channels)
+        blocks, input_latency = resampled_blocks(
+            stdin_blocks(stream, _samples(block_ms, rate), channels=channels, sample_format=fmt), rate, channels)
         name = "<stdin>" if rate == SR else f"<stdin, {rate} Hz>"
     else:
         if args.raw:
