@@ -23,6 +23,25 @@ LICENCE = (
 )
 
 
+# Data settings of the lineage of checkpoints written before train.py recorded them: musdb only up to
+# step 531, then a quarter of the examples from POP909 renders (runs crn-c and crn-d).
+LEGACY_DATA = [{"from_step": 0, "p_rendered": 0.0, "p_reverb": 0.0},
+               {"from_step": 531, "p_rendered": 0.25, "p_reverb": 0.0}]
+
+
+def describe_data(history: list[dict]) -> str:
+    """The manifest's one-line data description from a checkpoint's data-settings history."""
+    text = "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation)"
+    rendered = [h["from_step"] for h in history if h.get("p_rendered", 0) > 0]
+    if rendered:
+        text += (f"; since step {rendered[0]} also 8 s clips rendered from POP909 MIDI (MIT) with GM soundfonts "
+                 "(FluidR3_GM, MuseScore_General: MIT; sf_GMbank: public domain)")
+    reverb = [h["from_step"] for h in history if h.get("p_reverb", 0) > 0]
+    if reverb:
+        text += f"; since step {reverb[0]} real stems also with synthetic-room reverb"
+    return text
+
+
 def export(ckpt_path: Path, out_dir: Path) -> Path:
     """Write ``out_dir/lite.safetensors`` and ``out_dir/lite.json`` atomically; returns the weights path."""
     import torch
@@ -30,6 +49,7 @@ def export(ckpt_path: Path, out_dir: Path) -> Path:
 
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     out_dir.mkdir(parents=True, exist_ok=True)
+    history = [h for h in ckpt.get("data", LEGACY_DATA) if h["from_step"] < ckpt["step"]]
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()}
     weights = out_dir / "lite.safetensors"
     tmp = out_dir / "lite.safetensors.tmp"
@@ -47,7 +67,8 @@ def export(ckpt_path: Path, out_dir: Path) -> Path:
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3)},
         "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
         "licence": LICENCE,
-        "data": "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation); since step 531 also 8 s clips rendered from POP909 MIDI (MIT) with GM soundfonts (FluidR3_GM, MuseScore_General: MIT; sf_GMbank: public domain)",
+        "data": describe_data(history),
+        "data_history": history,
     }
     tmp.chmod(0o644)
     os.replace(tmp, weights)

@@ -43,6 +43,7 @@ _net = _load_lite_net()
 LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
 
 import export as export_mod
+from render_data import room
 
 CACHE = ROOT / "cache" / "musdb"
 STEMS = ("drums", "bass", "other", "vocals")
@@ -99,13 +100,16 @@ def _segment(clips: Clips, i: int, s: int, start: int | None, need: int, rng: np
 
 
 def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
-               rendered: Clips | None = None, p_rendered: float = 0.0) -> np.ndarray:
+               rendered: Clips | None = None, p_rendered: float = 0.0, p_reverb: float = 0.0) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
     polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes).
 
     With probability ``p_rendered`` an example comes from a rendered POP909 clip instead (drums,
     bass and other from the same clip and offset, i.e. one arrangement), whose vocals are the
-    rendered (formant-synthesised or GM voice) part half of the time and a real musdb vocal otherwise."""
+    rendered (formant-synthesised or GM voice) part half of the time and a real musdb vocal otherwise.
+
+    With probability ``p_reverb`` a real stem is also convolved with a synthetic room (RT60 0.2-1.5 s,
+    wet 0.1-0.4; the reverberant stem is the target, as a mixing engineer's reverb is part of a stem)."""
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
         from_render = rendered is not None and len(rendered) and rng.random() < p_rendered
@@ -131,6 +135,8 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
                 seg = seg[:, :length]
             if rng.random() < 0.5:
                 seg = random_eq(seg, rng)
+            if source is clips and p_reverb > 0 and rng.random() < p_reverb:
+                seg = room(seg, rng)
             gain = 10 ** (rng.uniform(-9, 3) / 20)
             if rng.random() < 0.5:
                 gain = -gain
@@ -146,9 +152,9 @@ class RemixStream(torch.utils.data.IterableDataset):
     """Endless random batches for a DataLoader; each worker draws from its own seed."""
 
     def __init__(self, clips: Clips, seed: int, batch: int, length: int, rendered: Clips | None = None,
-                 p_rendered: float = 0.0) -> None:
+                 p_rendered: float = 0.0, p_reverb: float = 0.0) -> None:
         self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
-        self.rendered, self.p_rendered = rendered, p_rendered
+        self.rendered, self.p_rendered, self.p_reverb = rendered, p_rendered, p_reverb
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -156,7 +162,8 @@ class RemixStream(torch.utils.data.IterableDataset):
         for k in itertools.count():
             if self.rendered is not None and k % 200 == 199 and not self.rendered.indexed:
                 self.rendered = Clips(None, self.rendered.cache)  # pick up clips rendered since
-            yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered))
+            yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered,
+                                                        self.p_reverb))
 
 
 def save_split(ckpt: dict, out: Path) -> None:
@@ -189,7 +196,8 @@ def load_exported(weights: Path) -> dict:
     training = manifest.get("training", {})
     return {"config": manifest["config"], "model": model, "step": int(training.get("step", 0)),
             "seconds": float(training.get("hours", 0.0)) * 3600,
-            "best": float(manifest.get("validation_sdr_db", {}).get("avg", -1e9))}
+            "best": float(manifest.get("validation_sdr_db", {}).get("avg", -1e9)),
+            "data": manifest.get("data_history", export_mod.LEGACY_DATA)}
 
 
 def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0) -> torch.Tensor:
@@ -283,6 +291,7 @@ def main() -> None:
     p.add_argument("--rendered", type=Path, default=ROOT / "cache" / "rendered",
                    help="rendered POP909 clips (training/render_data.py), used when the folder exists")
     p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
+    p.add_argument("--p-reverb", type=float, default=0.0, help="chance that a real stem gets a synthetic room reverb")
     p.add_argument("--devset", type=Path, default=ROOT.parent.parent / "shared" / "data" / "devset",
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
     p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
@@ -321,6 +330,10 @@ def main() -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-5)
     step, seconds, best = 0, 0.0, -1e9
     rng = np.random.default_rng(args.seed)
+    data = state.get("data", export_mod.LEGACY_DATA) if state is not None else []
+    settings = {"p_rendered": args.p_rendered if rendered else 0.0, "p_reverb": args.p_reverb}
+    if not data or {k: data[-1].get(k, 0.0) for k in settings} != settings:
+        data = data + [{"from_step": state["step"] if state is not None else 0, **settings}]
     if state is not None:
         net.load_state_dict(state["model"])
         if not fresh_opt:
@@ -339,7 +352,8 @@ def main() -> None:
     t_ckpt = time.time()
     run_loss = 0.0
     n_loss = 0
-    batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered), batch_size=None,
+    batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered,
+                                                                           args.p_reverb), batch_size=None,
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
         t0 = time.time()
@@ -374,19 +388,19 @@ def main() -> None:
                 best = scores["avg"]
             sd = {k: v.cpu() for k, v in net.state_dict().items()}
             ckpt = {"config": net.config, "model": sd, "optimizer": opt.state_dict(), "step": step,
-                    "seconds": seconds, "best": best, "scores": scores}
+                    "seconds": seconds, "best": best, "scores": scores, "data": data}
             if args.keep_all:
                 (args.ckpt_dir / "steps").mkdir(exist_ok=True)
-                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores},
-                           args.ckpt_dir / "steps" / f"step{step:06d}.pt")
+                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores,
+                            "data": data}, args.ckpt_dir / "steps" / f"step{step:06d}.pt")
             tmp = last.with_suffix(".tmp")
             torch.save(ckpt, tmp)
             os.replace(tmp, last)
             if args.split_out:
                 save_split(ckpt, args.split_out)
             if improved:
-                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores},
-                           args.ckpt_dir / "best.tmp")
+                torch.save({"config": net.config, "model": sd, "step": step, "seconds": seconds, "scores": scores,
+                            "data": data}, args.ckpt_dir / "best.tmp")
                 os.replace(args.ckpt_dir / "best.tmp", args.ckpt_dir / "best.pt")
                 export_mod.export(args.ckpt_dir / "best.pt", args.ckpt_dir / "best")
                 if args.export_package:
