@@ -323,6 +323,38 @@ def test_bad_uploads_give_clear_messages(tmp_path: Path, rng: np.random.Generato
         assert wait_for(client, r.json()["id"])["status"] == "done"
 
 
+def test_multipart_uploads(tmp_path: Path, rng: np.random.Generator) -> None:
+    """What ``curl -F song=@file`` and most HTTP libraries send: the file field is the song, its file
+    name is shown when no ?name= is given; a form without a file, or with a non-audio file, is refused
+    with a message about that (never "the envelope is not audio")."""
+    data = tmp_path / "data"
+    with make_client(data, max_upload_mb=0.05) as client:
+        body = wav_bytes(rng, seconds=0.5)
+        r = client.post("/api/jobs", files={"song": ("Take 2.wav", body, "audio/wav")}, data={"note": "hi"})
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert job["name"] == "Take 2.wav" and job["duration"] == pytest.approx(0.5, abs=0.01)
+        assert wait_for(client, job["id"])["status"] == "done"
+        stored = next((data / "jobs" / job["id"]).glob("song.*"))
+        assert stored.read_bytes() == body  # exactly the file part, no multipart framing
+
+        r = client.post("/api/jobs", params={"name": "given.wav"}, files={"f": ("x.wav", body)})
+        assert r.status_code == 201 and r.json()["name"] == "given.wav"
+
+        r = client.post("/api/jobs", data={"song": "not a file"}, files={"other": ("", b"")})
+        assert r.status_code == 400 and "no file in it" in r.json()["detail"], r.text
+
+        r = client.post("/api/jobs", files={"song": ("notes.txt", b"Dear diary, not a song.\n" * 10)})
+        assert r.status_code == 415 and "notes.txt" in r.json()["detail"] and "text" in r.json()["detail"]
+
+        r = client.post("/api/jobs", files={"song": ("big.wav", wav_bytes(rng, seconds=2.0))})
+        assert r.status_code == 413 and "limit of 0.05 MB" in r.json()["detail"]
+
+        r = client.post("/api/jobs", content=body, headers={"Content-Type": "multipart/form-data"})
+        assert r.status_code == 400 and "boundary" in r.json()["detail"]
+        assert len(client.get("/api/jobs").json()) == 2
+
+
 def test_no_path_traversal_and_request_guards(client: TestClient, rng: np.random.Generator) -> None:
     job = upload(client, wav_bytes(rng)).json()
     wait_for(client, job["id"])

@@ -319,16 +319,12 @@ def split(
         report_progress(progress, "transcribe", 1.0)
 
     report_progress(progress, "report", 0.0)
-    quality: dict[str, Any] | None = None
     with timer("report"):
-        try:
-            from .report import quality_report
-        except ImportError:  # pragma: no cover - report module optional during development
-            quality_report = None
-        if quality_report is not None:
-            # bleed is judged against all four stems; the report lists the ones asked for
-            quality = quality_report(separated, tracks, grid)
-            quality["stems"] = {s: v for s, v in quality.get("stems", {}).items() if s in wanted}
+        from .report import quality_report
+
+        # bleed is judged against all four stems; the report lists the ones asked for
+        quality = quality_report(separated, tracks, grid)
+        quality["stems"] = {s: v for s, v in quality.get("stems", {}).items() if s in wanted}
     report_progress(progress, "report", 1.0)
 
     result = SplitResult(input=src_path or Path(name), out_dir=out_dir / name, model=model_name, notice=notice)
@@ -350,9 +346,8 @@ def split(
         "note_counts": {s: len(t) for s, t in tracks.items()},
         "seconds_per_stage": {},
         "real_time_factor": {},
+        "quality": quality,
     }
-    if quality is not None:
-        report["quality"] = quality
 
     report_progress(progress, "write", 0.0)
     from .midi import write_midi

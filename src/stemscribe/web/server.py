@@ -4,7 +4,8 @@ API (JSON unless noted; changing requests need the header ``X-Stemscribe: 1``)::
 
     GET    /api/options                      models, stems, formats, grids, upload limit
     GET    /api/jobs                         all jobs, newest first
-    POST   /api/jobs?name=&model=&stems=&format=&quantize=    body: the audio file (raw bytes)
+    POST   /api/jobs?name=&model=&stems=&format=&quantize=    body: the audio file (raw bytes, or a
+                                                              multipart/form-data file field)
     GET    /api/jobs/{id}                    one job
     GET    /api/jobs/{id}/events             server-sent events for one job; ends when it finishes
     GET    /api/events                       server-sent events for all jobs
@@ -172,16 +173,26 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         shown = uploads.display_name(name)
         opts = await run_in_threadpool(JobOptions.parse, model=model, stems=stems or None, format=format, quantize=quantize)
+        content_type = request.headers.get("content-type", "")
+        multipart = content_type.lower().startswith("multipart/form-data")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        envelope = (1 << 20) if multipart else 0  # room for the form's other fields and part headers
+        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + envelope:
             return error(413, f"“{shown}” is larger than the upload limit of {settings.max_upload_mb:g} MB "
                               "(start stemscribe with --max-upload-mb to raise it).")
+        body = request.stream()
+        if multipart:
+            # curl -F song=@file and most HTTP libraries: take the file field; its name if none given
+            info: dict[str, str] = {}
+            body = uploads.multipart_file(body, content_type, limit=settings.max_upload_bytes, info=info)
+            first = await anext(body, b"")
+            if not name and info.get("filename"):
+                shown = uploads.display_name(info["filename"])
+            body = _prepend(first, body)
         job_id = jobs_mod.new_job_id()
         job_dir = runner.job_dir(job_id)
         try:
-            path, size = await uploads.receive(
-                request.stream(), job_dir, limit=settings.max_upload_bytes, name=shown
-            )
+            path, size = await uploads.receive(body, job_dir, limit=settings.max_upload_bytes, name=shown)
             duration = await run_in_threadpool(uploads.probe, path, shown)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -339,6 +350,12 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": results.content_disposition(name)})
 
     return app
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _hostname(host: str) -> str:

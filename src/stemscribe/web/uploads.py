@@ -1,5 +1,9 @@
 """Receiving an upload: streamed to disk with a size limit, typed by its content, probed as audio.
 
+The song comes as the raw request body (what the page sends) or as the file field of a
+``multipart/form-data`` body (what ``curl -F song=@song.mp3`` and most HTTP libraries send);
+:func:`multipart_file` streams the file part out of the latter without buffering the whole body.
+
 The client's file name is kept only for display; the file is stored as ``song.<ext>``, where
 ``<ext>`` comes from the file's first bytes (its "magic number"), never from its name.
 """
@@ -87,6 +91,77 @@ def describe(head: bytes) -> str:
             return "a web page (HTML)"
         return "text"
     return "not a format stemscribe can read"
+
+
+async def multipart_file(chunks: AsyncIterator[bytes], content_type: str, *, limit: int,
+                         info: dict[str, str]) -> AsyncIterator[bytes]:
+    """The bytes of the first file part of a ``multipart/form-data`` body, as they arrive.
+
+    ``info["filename"]`` is set to the part's file name once its headers are read (before the first
+    bytes are yielded). Other fields are skipped. Raises :class:`UploadError` for a body without a
+    boundary or without a file part (400), or one far over ``limit`` (413: the file part itself is
+    limited by :func:`receive`).
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise UploadError("The multipart upload has no boundary in its Content-Type header.", 400)
+    out: list[bytes] = []
+    state = {"field": b"", "value": b"", "headers": {}, "this": False, "found": False, "done": False}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["field"].strip().lower()] = state["value"].strip()
+        state["field"] = state["value"] = b""
+
+    def on_headers_finished() -> None:
+        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        is_file = bool(disp.get(b"filename")) and not state["found"]  # a browser sends filename="" for no file
+        state["this"] = is_file
+        if is_file:
+            state["found"] = True
+            info["filename"] = disp[b"filename"].decode("utf-8", "replace")
+        state["headers"] = {}
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["this"]:
+            out.append(data[start:end])
+
+    def on_part_end() -> None:
+        if state["this"]:
+            state["this"], state["done"] = False, True
+
+    parser = MultipartParser(boundary, {
+        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    started, total = False, 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > limit + (1 << 20):  # the file part is checked by receive(); this bounds the other fields
+            raise UploadError(f"The upload is larger than the upload limit of {_mb(limit)} "
+                              "(start stemscribe with --max-upload-mb to raise it).", 413)
+        try:
+            parser.write(chunk)
+        except MultipartParseError as exc:
+            raise UploadError(f"The multipart upload could not be read ({exc}).", 400) from None
+        if state["found"] and not started:
+            started = True
+            yield b""  # headers read: the caller can now see info["filename"]
+        while out:
+            yield out.pop(0)
+    parser.finalize()
+    if not state["found"]:
+        raise UploadError("The multipart upload has no file in it: send the song as a file field "
+                          "(curl -F song=@song.mp3 ...) or as the raw request body (curl --data-binary @song.mp3 ...).", 400)
 
 
 def display_name(name: str | None) -> str:
