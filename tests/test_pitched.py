@@ -277,3 +277,20 @@ def test_real_unison_double_under_a_louder_stem_is_kept():
     other = sum(tone(p, 0.8, 0.9, 2.5, amp=0.12, decay=0.4, rng=rng) for p in (60, 64, 67))
     track = transcribe_pitched(Audio(other, SR), stem="other", others={"vocals": Audio(vocal, SR)})
     assert {60, 64, 67} <= {n.pitch for n in track.notes}
+
+
+def test_band_leaking_into_a_separated_vocal_rest_is_dropped_quiet_sung_notes_are_kept():
+    rng = np.random.default_rng(21)
+    total = 4.0
+    sung = tone(71, 0.3, 1.0, total, amp=0.5, vibrato_cents=30, rng=rng)  # B4, the loud phrase
+    soft = tone(67, 3.0, 0.8, total, amp=0.12, vibrato_cents=30, rng=rng)  # G4, sung 12 dB softer
+    other = sum(tone(p, 1.6, 1.0, total, amp=0.2, decay=2.0, rng=rng) for p in (52, 55, 76))
+    # a mask separator's vocal stem: the voice, a noise floor, and where the voice rests the band at
+    # half its level in 'other' (only 6 dB under it, too close for drop_bleed's 10 dB)
+    floor = 0.002 * rng.standard_normal(sung.size).astype(np.float32)
+    vocals = sung + soft + 0.5 * other + floor
+    alone = transcribe_pitched(Audio(vocals, SR), stem="vocals")
+    assert any(1.5 < n.start < 2.6 for n in alone.notes), "the leaked chord should be visible without others"
+    track = transcribe_pitched(Audio(vocals, SR), stem="vocals", others={"other": Audio(other, SR)})
+    assert not any(1.5 < n.start < 2.6 for n in track.notes), track.notes
+    assert onsets_match(track.notes, [(71, 0.3), (67, 3.0)])
