@@ -294,3 +294,19 @@ def test_band_leaking_into_a_separated_vocal_rest_is_dropped_quiet_sung_notes_ar
     track = transcribe_pitched(Audio(vocals, SR), stem="vocals", others={"other": Audio(other, SR)})
     assert not any(1.5 < n.start < 2.6 for n in track.notes), track.notes
     assert onsets_match(track.notes, [(71, 0.3), (67, 3.0)])
+
+
+def test_octave_parts_of_one_note_join_at_the_pitch_of_the_body():
+    from stemscribe.transcribe.pitched import DEFAULT_SETTINGS, _merge_same_pitch
+
+    no_onsets = np.zeros((200, bp.N_NOTE_BINS), np.float32)
+    # an attack read as the 2nd harmonic, then the longer body at the real (lower) pitch
+    assert _merge_same_pitch([(0, 20, 43), (21, 100, 31)], no_onsets, DEFAULT_SETTINGS) == [(0, 100, 31)]
+    # a decaying tone whose estimate drifts up an octave: the note keeps its first pitch
+    assert _merge_same_pitch([(0, 80, 31), (81, 100, 43)], no_onsets, DEFAULT_SETTINGS) == [(0, 100, 31)]
+    # ... however long the drifted part: a fading fundamental is still the note's pitch
+    assert _merge_same_pitch([(0, 20, 31), (21, 100, 43)], no_onsets, DEFAULT_SETTINGS) == [(0, 100, 31)]
+    # a played octave leap has an onset: two notes
+    onsets = no_onsets.copy()
+    onsets[21, 31 - bp.MIDI_OFFSET] = 0.9
+    assert _merge_same_pitch([(0, 20, 43), (21, 100, 31)], onsets, DEFAULT_SETTINGS) == [(0, 20, 43), (21, 100, 31)]

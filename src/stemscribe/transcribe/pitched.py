@@ -624,7 +624,9 @@ def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings
     """Join a note to the one before when it has no onset of its own and either has the same pitch
     and follows within 2 frames, or is an octave away and follows within 2 frames (6 if it is
     shorter than ~150 ms): a decaying tone's estimate drifts to its 2nd harmonic as the fundamental
-    fades, which is no new note (a played octave leap has an onset)."""
+    fades, which is no new note (a played octave leap has an onset). The joined note keeps the first
+    part's pitch, except when that part is an octave *above* a longer second part: a bright attack
+    (or a separated stem whose low fundamental builds up late) read as the 2nd harmonic first."""
     out: list[RawNote] = []
     for a, b, p in notes:
         if out and a - out[-1][1] <= 6:
@@ -633,7 +635,9 @@ def _merge_same_pitch(notes: list[RawNote], onset: np.ndarray, s: DecodeSettings
             octave_tail = abs(prev[2] - p) == 12 and (a - prev[1] <= 2 or b - a < 13)
             k = p - bp.MIDI_OFFSET
             if (same or octave_tail) and onset[max(a - 2, 0) : a + 3, k].max(initial=0.0) < s.split_onset:
-                out[-1] = (prev[0], b, prev[2])
+                # an attack read an octave up, then a longer body at the real pitch: the body wins
+                body_wins = octave_tail and p < prev[2] and b - a > prev[1] - prev[0]
+                out[-1] = (prev[0], b, p if body_wins else prev[2])
                 continue
         out.append((a, b, p))
     return out
