@@ -769,6 +769,11 @@ def _drop_octave_ghosts(notes: list[RawNote], pg: bp.Posteriorgrams) -> list[Raw
 # Filters and note building.
 
 
+def _note_level_db(feats: SpectralFeatures, a: int, b: int) -> float:
+    """The stem's mean power over frames ``a..b-1``, in dBFS."""
+    return float(10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12))
+
+
 def _quiet_floor(feats: SpectralFeatures, s: DecodeSettings) -> float:
     """Level (dBFS) under which a note counts as silence: absolute, or far below the stem's loud level."""
     loud = float(np.percentile(feats.rms_db, 95)) if feats.rms_db.size else -120.0
@@ -782,7 +787,7 @@ def drop_quiet(notes: list[RawNote], feats: SpectralFeatures, s: DecodeSettings 
     floor = _quiet_floor(feats, s)
     out = []
     for a, b, p in notes:
-        level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
+        level = _note_level_db(feats, a, b)
         if level >= floor:
             out.append((a, b, p))
     return out
@@ -858,7 +863,7 @@ def drop_vocal_bleed(
     ratio = 10 ** (s.vocal_gate_ratio_db / 10)
     out = []
     for a, b, p in notes:
-        level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
+        level = _note_level_db(feats, a, b)
         if level - float(local[a:b].max()) < s.vocal_gate_db:
             k = p - bp.MIDI_OFFSET
             own = float(feats.fund_power[a:b, k].mean())
@@ -884,7 +889,7 @@ def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray) 
     for a, b, p in sorted(notes):
         start = float(times[a])
         end = float(times[b]) if b <= last else float(times[last]) + hop
-        level = 10 * np.log10(np.mean(10 ** (feats.rms_db[a:b] / 10)) + 1e-12)
+        level = _note_level_db(feats, a, b)
         velocity = int(np.clip(round(127 + 2.4 * level), 1, 127))
         out.append(Note(pitch=int(p), start=max(start, 0.0), end=max(end, start + hop), velocity=velocity))
     return out
