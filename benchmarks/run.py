@@ -124,8 +124,9 @@ def step_inputs() -> None:
 
 @functools.cache
 def warm_up() -> None:
-    """One untimed split first (once per run): the first run after an install compiles librosa's numba
-    kernels into its cache (about 20 s here, once per install), which no later run pays."""
+    """One untimed split first (once per run): it fills the OS file cache and Python's bytecode caches,
+    which no later run pays for. (Until 2026-12-03 the first split after an install also compiled
+    librosa's numba kernels, about 20 s; the split path no longer imports librosa.)"""
     out = RESULTS / "warm_up"
     shutil.rmtree(out, ignore_errors=True)
     measure([PY, "-m", "stemscribe", "split", str(DEVSET / "dev00" / "mixture.flac"), "--out", str(out),
@@ -464,9 +465,9 @@ def write_docs() -> str:
               "Each row is the whole command in a fresh process (Python start-up, imports, model load, decoding, "
               "separation, writing four WAV stems); the stemscribe rows also estimate tempo and key and write "
               "report.json with the quality report. One untimed `stemscribe split` of a devset song runs "
-              "before the timed commands: the first run after an install compiles librosa's numba kernels "
-              "into its cache (measured: tempo estimation of the 1-minute file 21.9 s the first time, 2.4 s "
-              "after), a one-time cost that no later run pays.", ""]
+              "before the timed commands (file and bytecode caches). The split path no longer imports librosa, "
+              "whose numba kernels used to cost the first run after an install about 20 s (first split of "
+              "examples/demo.flac with an empty numba cache: 36 s before, 8.6 s after).", ""]
     else:
         missing.append("demucs CLI comparison")
     L += ["## 4. The quality report (no ground truth)", ""]

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import __version__
+from .dsp import stft
 from .errors import BadArgumentError
 from .types import STEM_NAMES, Audio, BeatGrid, NoteTrack, Progress, report_progress
 
@@ -114,7 +115,7 @@ def _guess_stem(audio: Audio) -> str:
     y = mono_at(audio, min(audio.sr, 22050))
     if not np.any(np.abs(y) > 1e-4):
         return "other"
-    spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    spec = np.abs(stft(y, n_fft=2048, hop_length=512))
     harm, perc = librosa.decompose.hpss(spec)
     if perc.sum() > 1.5 * harm.sum():
         return "drums"

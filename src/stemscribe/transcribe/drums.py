@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from stemscribe.dsp import mel_filters, mel_frequencies, stft
 from stemscribe.types import Audio, Note, NoteTrack, Progress, report_progress
 
 KICK, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT = 36, 38, 42, 44, 46
@@ -167,11 +168,9 @@ def _spectrogram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     The STFT is taken in blocks so a long song never holds its full complex spectrogram.
     """
-    import librosa
-
-    fb = librosa.filters.mel(sr=_SR, n_fft=_N_FFT, n_mels=_N_MELS, fmin=_FMIN, fmax=_FMAX, norm=None)
+    fb = mel_filters(sr=_SR, n_fft=_N_FFT, n_mels=_N_MELS, fmin=_FMIN, fmax=_FMAX, norm=None)
     fb = fb.astype(np.float32)
-    freqs = librosa.mel_frequencies(n_mels=_N_MELS + 2, fmin=_FMIN, fmax=_FMAX)[1:-1]
+    freqs = mel_frequencies(_N_MELS + 2, fmin=_FMIN, fmax=_FMAX)[1:-1]
     bins = np.arange(_N_FFT // 2 + 1) * _SR / _N_FFT
     high_bins = (bins >= 8000) & (bins < 20000)
     n_frames = 1 + x.size // _HOP
@@ -182,7 +181,7 @@ def _spectrogram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for start in range(0, n_frames, _BLOCK_FRAMES):
         stop = min(n_frames, start + _BLOCK_FRAMES)
         seg = xp[start * _HOP : (stop - 1) * _HOP + _N_FFT]
-        mag = np.abs(librosa.stft(seg, n_fft=_N_FFT, hop_length=_HOP, center=False))[:, : stop - start]
+        mag = np.abs(stft(seg, n_fft=_N_FFT, hop_length=_HOP, center=False))[:, : stop - start]
         M[:, start:stop] = fb @ mag
         high[start:stop] = np.square(mag[high_bins], dtype=np.float64).sum(axis=0)
     return M, high, freqs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemscribe.dsp import stft
 from stemscribe.types import Audio
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -72,15 +73,13 @@ def estimate_key(audio: Audio) -> str:
 
     Silence or unpitched audio gives ``"C major"`` (no evidence either way).
     """
-    import librosa
-
     from stemscribe.transcribe.tempo import mono_at
 
     x = mono_at(audio, _SR)
     if x.size < _N_FFT or float(np.max(np.abs(x))) < 1e-4:
         return "C major"
-    power = np.abs(librosa.stft(x, n_fft=_N_FFT, hop_length=_HOP)) ** 2
-    freqs = librosa.fft_frequencies(sr=_SR, n_fft=_N_FFT)
+    power = np.abs(stft(x, n_fft=_N_FFT, hop_length=_HOP)) ** 2
+    freqs = np.linspace(0.0, _SR / 2, 1 + _N_FFT // 2)
     full = _chroma(power, freqs, 55.0, 2000.0)
     bass = _bass_chroma(power, freqs)
     if full.sum() <= 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemscribe.dsp import mel_filters, mel_frequencies, stft
 from stemscribe.types import Audio, BeatGrid, Progress, report_progress
 
 #: Tempo reported when nothing rhythmic is found (silence, a drone...).
@@ -27,24 +28,25 @@ def mono_at(audio: Audio, sr: int) -> np.ndarray:
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     if audio.sr != sr and x.size:
-        import librosa
+        import soxr
 
-        x = librosa.resample(x, orig_sr=audio.sr, target_sr=sr, res_type="soxr_hq").astype(np.float32)
+        # as librosa.resample(res_type="soxr_hq"): ceil(n * ratio) samples
+        n = int(np.ceil(x.size * sr / audio.sr))
+        x = np.asarray(soxr.resample(x, audio.sr, sr, quality="HQ"), dtype=np.float32)
+        x = np.pad(x, (0, max(0, n - x.size)))[:n]
     return x
 
 
 def onset_envelope(x: np.ndarray, sr: int = _SR, hop: int = _HOP) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel spectral flux of ``x`` ``(n,)``: returns (broadband ``(T,)``, low band < 200 Hz ``(T,)``)."""
-    import librosa
-
-    mag = np.abs(librosa.stft(x, n_fft=1024, hop_length=hop))
-    fb = librosa.filters.mel(sr=sr, n_fft=1024, n_mels=64, fmax=sr / 2)
+    mag = np.abs(stft(x, n_fft=1024, hop_length=hop))
+    fb = mel_filters(sr=sr, n_fft=1024, n_mels=64, fmax=sr / 2)
     mel = fb @ mag
     ref = max(float(mel.max()), 1e-10)
     logm = np.log1p(1000.0 * mel / ref)
     diff = np.maximum(0.0, logm[:, 1:] - logm[:, :-1])
     diff = np.pad(diff, ((0, 0), (1, 0)))
-    freqs = librosa.mel_frequencies(n_mels=64, fmax=sr / 2)
+    freqs = mel_frequencies(64, fmax=sr / 2)
     env = diff.mean(axis=0)
     low = diff[freqs < 200].mean(axis=0)
     return env, low
@@ -86,8 +88,6 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
 
     Silence, or audio too short to hold two beats, gives ``BeatGrid(120.0)`` with no beats.
     """
-    import librosa
-
     report_progress(progress, "tempo", 0.0)
     x = mono_at(audio, _SR)
     if x.size < _SR or float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) < 1e-5:
@@ -102,7 +102,7 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     report_progress(progress, "tempo", 0.5)
     beat_frames = track_beats(env, frames_per_beat=float(np.round(fps * 60.0 / tempo)), tightness=400.0)
     beat_frames = _refine(beat_frames, env, 60.0 * fps / tempo)
-    beats = librosa.frames_to_time(beat_frames, sr=_SR, hop_length=_HOP)
+    beats = np.asarray(beat_frames) * _HOP / _SR
     accent = low / (low.max() + 1e-12) + env / (env.max() + 1e-12)
     downbeats = _downbeats(beats, beat_frames, accent)
     report_progress(progress, "tempo", 1.0)
@@ -115,7 +115,8 @@ def track_beats(env: np.ndarray, *, frames_per_beat: float, tightness: float = 4
     The same algorithm as ``librosa.beat.beat_track(onset_envelope=env, bpm=..., trim=False)``
     (normalised onsets smoothed by a Gaussian of one beat, best predecessor 0.5-2 beats back under a
     log-tempo penalty, path traced back from the last strong local maximum), in NumPy: librosa's
-    version compiles numba kernels in every new process, which cost seconds per split.
+    version compiles numba kernels (about 20 s on a fresh install), and importing librosa at all
+    does too, so the split path avoids it (see :mod:`stemscribe.dsp`).
     """
     env = np.asarray(env, dtype=np.float64)
     n = env.size
