@@ -35,8 +35,11 @@ def average(paths: list[Path]) -> dict:
         if ckpt["step"] > last["step"]:
             last = ckpt
     model = {k: (v / len(paths)).to(first["model"][k].dtype) for k, v in total.items()}
-    return {"config": first["config"], "model": model, "step": last["step"], "seconds": last["seconds"],
-            "averaged": [str(p) for p in paths]}
+    out = {"config": first["config"], "model": model, "step": last["step"], "seconds": last["seconds"],
+           "averaged": [str(p) for p in paths]}
+    if "data" in last:  # the data settings (export.py describes them); those of the newest checkpoint
+        out["data"] = last["data"]
+    return out
 
 
 def main() -> None:
