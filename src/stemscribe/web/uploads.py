@@ -14,7 +14,7 @@ import os
 import secrets
 import unicodedata
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from ..errors import StemscribeError
 
@@ -93,14 +93,57 @@ def describe(head: bytes) -> str:
     return "not a format stemscribe can read"
 
 
+class _FirstFilePart:
+    """python-multipart callbacks that keep the data of the first part with a file name."""
+
+    def __init__(self) -> None:
+        self.field = self.value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.filename: str | None = None  # set once the file part's headers are read
+        self.in_file = False
+        self.data: list[bytes] = []
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
+                "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
+                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.field.strip().lower()] = self.value.strip()
+        self.field = self.value = b""
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, disp = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.headers = {}
+        # a browser sends filename="" for a file input left empty: that is no file
+        if self.filename is None and disp.get(b"filename"):
+            self.filename = disp[b"filename"].decode("utf-8", "replace")
+            self.in_file = True
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            self.data.append(data[start:end])
+
+    def on_part_end(self) -> None:
+        self.in_file = False
+
+
 async def multipart_file(chunks: AsyncIterator[bytes], content_type: str, *, limit: int,
                          info: dict[str, str]) -> AsyncIterator[bytes]:
     """The bytes of the first file part of a ``multipart/form-data`` body, as they arrive.
 
-    ``info["filename"]`` is set to the part's file name once its headers are read (before the first
-    bytes are yielded). Other fields are skipped. Raises :class:`UploadError` for a body without a
-    boundary or without a file part (400), or one far over ``limit`` (413: the file part itself is
-    limited by :func:`receive`).
+    ``info["filename"]`` is set to the part's file name once its headers are read (an empty chunk
+    is yielded then, before the first bytes). Other fields are skipped. Raises :class:`UploadError`
+    for a body without a boundary or without a file part (400), or one far over ``limit`` (413: the
+    file part itself is limited by :func:`receive`).
     """
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -109,57 +152,25 @@ async def multipart_file(chunks: AsyncIterator[bytes], content_type: str, *, lim
     boundary = params.get(b"boundary")
     if not boundary:
         raise UploadError("The multipart upload has no boundary in its Content-Type header.", 400)
-    out: list[bytes] = []
-    state = {"field": b"", "value": b"", "headers": {}, "this": False, "found": False, "done": False}
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["field"].strip().lower()] = state["value"].strip()
-        state["field"] = state["value"] = b""
-
-    def on_headers_finished() -> None:
-        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        is_file = bool(disp.get(b"filename")) and not state["found"]  # a browser sends filename="" for no file
-        state["this"] = is_file
-        if is_file:
-            state["found"] = True
-            info["filename"] = disp[b"filename"].decode("utf-8", "replace")
-        state["headers"] = {}
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["this"]:
-            out.append(data[start:end])
-
-    def on_part_end() -> None:
-        if state["this"]:
-            state["this"], state["done"] = False, True
-
-    parser = MultipartParser(boundary, {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
-    started, total = False, 0
+    part = _FirstFilePart()
+    parser = MultipartParser(boundary, part.callbacks())
+    total = 0
     async for chunk in chunks:
         total += len(chunk)
-        if total > limit + (1 << 20):  # the file part is checked by receive(); this bounds the other fields
+        if total > limit + (1 << 20):  # room for the other fields and the part headers
             raise UploadError(f"The upload is larger than the upload limit of {_mb(limit)} "
                               "(start stemscribe with --max-upload-mb to raise it).", 413)
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
             raise UploadError(f"The multipart upload could not be read ({exc}).", 400) from None
-        if state["found"] and not started:
-            started = True
-            yield b""  # headers read: the caller can now see info["filename"]
-        while out:
-            yield out.pop(0)
+        if part.filename is not None and "filename" not in info:
+            info["filename"] = part.filename
+            yield b""
+        while part.data:
+            yield part.data.pop(0)
     parser.finalize()
-    if not state["found"]:
+    if part.filename is None:
         raise UploadError("The multipart upload has no file in it: send the song as a file field "
                           "(curl -F song=@song.mp3 ...) or as the raw request body (curl --data-binary @song.mp3 ...).", 400)
 
