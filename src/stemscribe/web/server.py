@@ -176,7 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
         content_type = request.headers.get("content-type", "")
         multipart = content_type.lower().startswith("multipart/form-data")
         declared = request.headers.get("content-length")
-        envelope = (1 << 20) if multipart else 0  # room for the form's other fields and part headers
+        envelope = uploads.MULTIPART_ENVELOPE if multipart else 0
         if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + envelope:
             return error(413, f"“{shown}” is larger than the upload limit of {settings.max_upload_mb:g} MB "
                               "(start stemscribe with --max-upload-mb to raise it).")
@@ -185,10 +185,9 @@ def create_app(settings: Settings) -> FastAPI:
             # curl -F song=@file and most HTTP libraries: take the file field; its name if none given
             info: dict[str, str] = {}
             body = uploads.multipart_file(body, content_type, limit=settings.max_upload_bytes, info=info)
-            first = await anext(body, b"")
+            await anext(body, b"")  # the empty chunk it yields once the file part's headers are read
             if not name and info.get("filename"):
                 shown = uploads.display_name(info["filename"])
-            body = _prepend(first, body)
         job_id = jobs_mod.new_job_id()
         job_dir = runner.job_dir(job_id)
         try:
@@ -350,12 +349,6 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(path, media_type="application/zip", headers={"Content-Disposition": results.content_disposition(name)})
 
     return app
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for chunk in rest:
-        yield chunk
 
 
 def _hostname(host: str) -> str:

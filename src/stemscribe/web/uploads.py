@@ -46,6 +46,9 @@ UPLOAD_EXTENSIONS = frozenset({"wav", "aiff", "flac", "ogg", "mp3", "aac", "webm
 
 SUPPORTED = "MP3, WAV, FLAC, OGG/Opus, M4A/AAC, AIFF or a video with sound"
 
+#: bytes a multipart body may carry beyond the upload limit: the form's other fields and part headers
+MULTIPART_ENVELOPE = 1 << 20
+
 
 class UploadError(StemscribeError):
     """An upload was refused; ``status`` is the HTTP status to answer with."""
@@ -157,7 +160,7 @@ async def multipart_file(chunks: AsyncIterator[bytes], content_type: str, *, lim
     total = 0
     async for chunk in chunks:
         total += len(chunk)
-        if total > limit + (1 << 20):  # room for the other fields and the part headers
+        if total > limit + MULTIPART_ENVELOPE:
             raise UploadError(f"The upload is larger than the upload limit of {_mb(limit)} "
                               "(start stemscribe with --max-upload-mb to raise it).", 413)
         try:
