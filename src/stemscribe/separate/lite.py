@@ -33,8 +33,11 @@ MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 _WEIGHTS = "lite.safetensors"
 _MANIFEST = "lite.json"
 _REINSTALL = "reinstall stemscribe (the lite weights ship inside the package), or use --model htdemucs"
-#: samples per chunk when separating a whole file (bounded memory: ~100 MB per 10 s chunk)
-_CHUNK = 10 * 44100
+#: samples per chunk when separating a whole file. Small chunks keep the network's intermediate
+#: tensors (a few MB each) in cache and out of fresh page-faulted allocations: on 2 cores, 60 s of
+#: audio took 0.107 x real time in 10 s chunks, 0.066 in 2 s, 0.069 in 1 s, 0.074 in 0.5 s
+#: (same output: the chunks go through the streaming path)
+_CHUNK = 2 * 44100
 
 
 def _manifest_path(weights: Path) -> Path:

@@ -157,6 +157,14 @@ class LiteNet(nn.Module):
         frames = torch.fft.irfft(y, n=self.n_fft, dim=-1) * (self.window / self.ola_scale)
         lead = frames.shape[:-2]
         t = frames.shape[-2]
+        if self.n_fft % self.hop == 0:
+            # overlap-add as R shifted sums of hop-long pieces: about 3 x faster than fold on CPU
+            r = self.n_fft // self.hop
+            pieces = frames.reshape(*lead, t, r, self.hop)
+            out = frames.new_zeros(*lead, t + r - 1, self.hop)
+            for q in range(r):
+                out[..., q : q + t, :] += pieces[..., q, :]
+            return out.reshape(*lead, -1)
         flat = frames.reshape(-1, t, self.n_fft).transpose(1, 2)
         out = torch.nn.functional.fold(
             flat, output_size=(1, (t - 1) * self.hop + self.n_fft), kernel_size=(1, self.n_fft), stride=(1, self.hop)
