@@ -224,3 +224,18 @@ def test_bar_bounds_cover_the_song():
     np.testing.assert_allclose(bars[1:, 0], [1.0, 3.0, 5.0, 7.0, 9.0])  # continued past the grid
     no_beats = rp.bar_bounds(BeatGrid(60.0), 10.0)
     np.testing.assert_allclose(no_beats[:, 0], [0.0, 4.0, 8.0])
+
+
+def test_match_onsets_is_a_maximum_matching_like_mir_eval():
+    mir_eval = pytest.importorskip("mir_eval")
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        ref = np.round(rng.uniform(0, 3, rng.integers(0, 25)), 3)
+        found = ref[rng.random(ref.size) < 0.7]  # some detected, jittered by up to about the window
+        est = np.round(np.concatenate([found + rng.normal(0, 0.05, found.size), rng.uniform(0, 3, rng.integers(0, 10))]), 3)
+        rng.shuffle(est)
+        pairs = rp.match_onsets(ref, est, 0.07)
+        assert len({i for i, _ in pairs}) == len({j for _, j in pairs}) == len(pairs)
+        assert all(abs(ref[i] - est[j]) <= 0.07 + 1e-9 for i, j in pairs)
+        expect = len(mir_eval.util.match_events(ref, est, 0.07)) if ref.size and est.size else 0
+        assert len(pairs) == expect, (trial, ref, est)
