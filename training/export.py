@@ -1,7 +1,11 @@
 """Export a training checkpoint to the shipped format: ``lite.safetensors`` (float16 weights) +
 ``lite.json`` (config, sha256, scores, training time, licence notes).
 
-    python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models]
+    python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models] [--temperature T]
+
+``--temperature`` sets the inference softmax temperature in the shipped config (pick it with
+``training/tune_temperature.py`` on the held-out clips); ``validation_sdr_db`` stays the
+checkpoint's own validation, which ran at temperature 1 like all training.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def describe_data(history: list[dict]) -> str:
     return text
 
 
-def export(ckpt_path: Path, out_dir: Path) -> Path:
+def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> Path:
     """Write ``out_dir/lite.safetensors`` and ``out_dir/lite.json`` atomically; returns the weights path."""
     import torch
     from safetensors.torch import save_file
@@ -62,7 +66,7 @@ def export(ckpt_path: Path, out_dir: Path) -> Path:
         "sha256": digest,
         "bytes": tmp.stat().st_size,
         "dtype": "float16",
-        "config": ckpt["config"],
+        "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature else {})},
         "parameters": int(sum(v.numel() for v in tensors.values())),
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3)},
         "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
@@ -82,8 +86,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=PACKAGE_DIR)
+    p.add_argument("--temperature", type=float, default=None, help="inference softmax temperature to ship")
     args = p.parse_args()
-    print(export(args.checkpoint, args.out))
+    if args.temperature is not None and not 0.25 <= args.temperature <= 4:
+        p.error(f"--temperature {args.temperature}: expected a value between 0.25 and 4 (1 = as trained)")
+    print(export(args.checkpoint, args.out, args.temperature))
 
 
 if __name__ == "__main__":

@@ -194,7 +194,9 @@ def load_exported(weights: Path) -> dict:
     manifest = json.loads(weights.with_suffix(".json").read_text())
     model = {k: v.float() for k, v in load_file(str(weights)).items()}
     training = manifest.get("training", {})
-    return {"config": manifest["config"], "model": model, "step": int(training.get("step", 0)),
+    # the shipped softmax temperature is an inference setting tuned after training: train at 1
+    config = {**manifest["config"], "temperature": 1.0}
+    return {"config": config, "model": model, "step": int(training.get("step", 0)),
             "seconds": float(training.get("hours", 0.0)) * 3600,
             "best": float(manifest.get("validation_sdr_db", {}).get("avg", -1e9)),
             "data": manifest.get("data_history", export_mod.LEGACY_DATA)}
