@@ -77,7 +77,8 @@ def provenance() -> dict[str, Any]:
     lite = ROOT / "src" / "stemscribe" / "data" / "models" / "lite.json"
     manifest = json.loads(lite.read_text()) if lite.is_file() else {}
     return {"commit": git("rev-parse", "--short", "HEAD"), "src_modified": bool(git("status", "--porcelain", "--", "src")),
-            "lite_version": manifest.get("version"), "lite_sha256": str(manifest.get("sha256", ""))[:12],
+            "lite_version": manifest.get("version"), "lite_temperature": manifest.get("config", {}).get("temperature", 1.0),
+            "lite_sha256": str(manifest.get("sha256", ""))[:12],
             "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
@@ -523,12 +524,12 @@ def write_docs() -> str:
           "/tmp/musevalvenv/bin/python benchmarks/crosscheck_museval.py ../shared/data/devset", "```", ""]
     prov = [(step, load(f"provenance_{step}")) for step in STEPS if step not in ("docs", "inputs")]
     L += ["## What was measured", "",
-          "| step | started | commit | local changes in src/ | lite weights (version, sha256) | load average at start |",
+          "| step | started | commit | local changes in src/ | lite weights (version, sha256, temperature) | load average at start |",
           "|---|---|---|---|---|---:|"]
     for step, p in prov:
         if p:
             L.append(f"| {step} | {p['time']} | {p['commit']} | {'yes' if p['src_modified'] else 'no'} | "
-                     f"{p['lite_version']}, {p['lite_sha256']} | {p.get('load_average_1min', 'not recorded')} |")
+                     f"{p['lite_version']}, {p['lite_sha256']}, {p.get('lite_temperature', 'not recorded')} | {p.get('load_average_1min', 'not recorded')} |")
         else:
             L.append(f"| {step} | not recorded | | | | |")
     L.append("")
