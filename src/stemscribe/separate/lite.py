@@ -229,16 +229,26 @@ class LiteSeparator(Separator):
             work = resample(work, self.sr)
         streamer = self.stream(channels)
         n = work.n_samples
-        parts = []
+        # written in place, chunk by chunk: each stem is then a contiguous view (no second copy of
+        # all four stems, about 850 MB for a 10-minute stereo file)
+        y = np.empty((len(self.stems), channels, n), dtype=np.float32)
+        filled = 0
+
+        def put(part: np.ndarray) -> None:
+            nonlocal filled
+            y[:, :, filled : filled + part.shape[-1]] = part
+            filled += part.shape[-1]
+
         report_progress(progress, "separate", 0.0)
         for start in range(0, n, _CHUNK):
-            parts.append(streamer.push(work.samples[:, start : start + _CHUNK]))
+            put(streamer.push(work.samples[:, start : start + _CHUNK]))
             report_progress(progress, "separate", min(start + _CHUNK, n) / n * 0.99)
-        parts.append(streamer.flush())
-        y = np.concatenate(parts, axis=-1)
+        put(streamer.flush())
+        if filled != n:  # the streamer returns exactly as many samples as it was given
+            raise RuntimeError(f"lite streamer returned {filled} samples for {n}")
         out: dict[str, Audio] = {}
         for i, stem in enumerate(self.stems):
-            a = Audio(np.ascontiguousarray(y[i]), self.sr)
+            a = Audio(y[i], self.sr)
             if audio.sr != self.sr:
                 from ..audio import resample
 
