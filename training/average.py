@@ -65,7 +65,7 @@ def main() -> None:
         net = train.LiteNet(ckpt["config"])
         net.load_state_dict(ckpt["model"])
         scores = train.validate(net, train.Clips("valid"))
-        devset = train.load_devset(train.ROOT.parent.parent / "shared" / "data" / "devset")
+        devset = train.load_devset(train.DEVSET)
         if devset:
             scores["devset"] = train.validate(net, devset)
         ckpt["scores"] = scores

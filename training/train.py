@@ -46,6 +46,8 @@ import export as export_mod
 from render_data import room
 
 CACHE = ROOT / "cache" / "musdb"
+#: the synthetic devset beside the repository (scored at each checkpoint, logged only)
+DEVSET = ROOT.parent.parent / "shared" / "data" / "devset"
 STEMS = ("drums", "bass", "other", "vocals")
 
 
@@ -294,7 +296,7 @@ def main() -> None:
                    help="rendered POP909 clips (training/render_data.py), used when the folder exists")
     p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
     p.add_argument("--p-reverb", type=float, default=0.0, help="chance that a real stem gets a synthetic room reverb")
-    p.add_argument("--devset", type=Path, default=ROOT.parent.parent / "shared" / "data" / "devset",
+    p.add_argument("--devset", type=Path, default=DEVSET,
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
     p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")

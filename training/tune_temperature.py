@@ -22,7 +22,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--set", default="0.6,0.8,1.0,1.25")
-    p.add_argument("--devset", type=Path, default=train.ROOT.parent.parent / "shared" / "data" / "devset")
+    p.add_argument("--devset", type=Path, default=train.DEVSET)
     args = p.parse_args()
     torch.set_num_threads(1)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)

@@ -168,8 +168,7 @@ def _spectrogram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     The STFT is taken in blocks so a long song never holds its full complex spectrogram.
     """
-    fb = mel_filters(sr=_SR, n_fft=_N_FFT, n_mels=_N_MELS, fmin=_FMIN, fmax=_FMAX, norm=None)
-    fb = fb.astype(np.float32)
+    fb = mel_filters(sr=_SR, n_fft=_N_FFT, n_mels=_N_MELS, fmin=_FMIN, fmax=_FMAX, norm=None)  # float32
     freqs = mel_frequencies(_N_MELS + 2, fmin=_FMIN, fmax=_FMAX)[1:-1]
     bins = np.arange(_N_FFT // 2 + 1) * _SR / _N_FFT
     high_bins = (bins >= 8000) & (bins < 20000)
