@@ -57,7 +57,9 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> 
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in ckpt["model"].items()}
     weights = out_dir / "lite.safetensors"
     tmp = out_dir / "lite.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt", "model": "lite"})
+    # one metadata entry only: safetensors writes its metadata map in a per-process random order, so
+    # two entries made the bytes (and the sha256) of one checkpoint's export differ between runs
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     manifest = {
         "name": "lite",
@@ -66,7 +68,7 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> 
         "sha256": digest,
         "bytes": tmp.stat().st_size,
         "dtype": "float16",
-        "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature else {})},
+        "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature is not None else {})},
         "parameters": int(sum(v.numel() for v in tensors.values())),
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3)},
         "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
