@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -204,12 +205,21 @@ def load_exported(weights: Path) -> dict:
             "data": manifest.get("data_history", export_mod.LEGACY_DATA)}
 
 
-def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0) -> torch.Tensor:
+def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0,
+            stem_weights: Sequence[float] | None = None) -> torch.Tensor:
     """L1 on complex stem STFTs + L1 on their magnitudes, relative to the mixture's level.
 
     ``stems``: ``(batch, 4, channels, n)``.  The mixture STFT is the sum of the stem STFTs (linearity),
     so only the stems are transformed.  ``sdr_weight`` > 0 adds ``-sdr_weight x`` the mean time-domain
-    SDR (dB) of the stems, the quantity the model is judged by."""
+    SDR (dB) of the stems, the quantity the model is judged by.  ``stem_weights`` (one per stem, in the
+    model's stem order) weight both terms per stem; they are normalised to mean 1, so equal weights are
+    the unweighted loss."""
+    n_stems = stems.shape[1]
+    w = torch.ones(n_stems, device=stems.device) if stem_weights is None else torch.as_tensor(
+        stem_weights, dtype=stems.dtype, device=stems.device)
+    if w.numel() != n_stems or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValueError(f"stem_weights needs {n_stems} non-negative weights, not all zero; got {list(w.tolist())}")
+    w = w / w.mean()
     spec = net.stft(net.frame(stems))
     mix = spec.sum(1)
     y = net.separate_spec(mix)
@@ -218,7 +228,7 @@ def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0) -> torch
     yr, tr = torch.view_as_real(y), torch.view_as_real(target)
     diff = (yr - tr).abs().sum(-1)
     mag = ((yr.square().sum(-1) + 1e-10).sqrt() - (tr.square().sum(-1) + 1e-10).sqrt()).abs()
-    spectral = ((diff + mag) / scale).mean() / 20
+    spectral = (((diff + mag) / scale).mean(dim=(0, 2, 3, 4)) * w).mean() / 20
     if sdr_weight <= 0:
         return spectral
     # plus the metric itself: negative time-domain SDR per stem (silent stems: eps keeps it finite)
@@ -226,7 +236,7 @@ def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0) -> torch
     eps = 1e-3 * stems.sum(1).square().sum(dim=(-2, -1)).view(-1, 1) + 1e-8
     num = stems.square().sum(dim=(-2, -1)) + eps
     den = (stems - est).square().sum(dim=(-2, -1)) + eps
-    return spectral - sdr_weight * (10 * torch.log10(num / den)).mean()
+    return spectral - sdr_weight * ((10 * torch.log10(num / den)).mean(0) * w).mean()
 
 
 @torch.no_grad()
@@ -299,6 +309,8 @@ def main() -> None:
     p.add_argument("--devset", type=Path, default=DEVSET,
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
     p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
+    p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
+                   help="weight of each stem in the loss (normalised to mean 1; default all equal)")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
     p.add_argument("--anneal", action="store_true",
                    help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
@@ -336,6 +348,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     data = state.get("data", export_mod.LEGACY_DATA) if state is not None else []
     settings = {"p_rendered": args.p_rendered if rendered else 0.0, "p_reverb": args.p_reverb}
+    if args.stem_weights:
+        settings["stem_weights"] = list(args.stem_weights)
     if not data or {k: data[-1].get(k, 0.0) for k in settings} != settings:
         data = data + [{"from_step": state["step"] if state is not None else 0, **settings}]
     if state is not None:
@@ -366,7 +380,7 @@ def main() -> None:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         batch = next(batches).to(device, non_blocking=True)
-        loss = loss_fn(net, batch, args.sdr_weight)
+        loss = loss_fn(net, batch, args.sdr_weight, args.stem_weights)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
