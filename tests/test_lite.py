@@ -152,3 +152,40 @@ def test_models_listing_reports_lite_available():
     info = get_info("lite")
     assert info.available_offline
     assert info.files == ("lite.safetensors",)
+
+
+def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
+    # the optional side-signal input (left minus right): live == offline still holds with it, and a
+    # model given the channel with zero weights computes what it did without it (how a trained model
+    # is extended before fine-tuning)
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet, LiteStream
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8]}
+    torch.manual_seed(0)
+    plain = LiteNet(cfg).eval()
+    side = LiteNet({**cfg, "side": True}).eval()
+    sd = plain.state_dict()
+    sd["in_mean"] = torch.cat([sd["in_mean"], torch.full((plain.n_bins,), 0.5)])
+    sd["in_scale"] = torch.cat([sd["in_scale"], torch.full((plain.n_bins,), 3.0)])
+    w = sd["fenc.0.weight"]
+    sd["fenc.0.weight"] = torch.cat([w, torch.zeros(w.shape[0], 1, w.shape[2])], dim=1)
+    side.load_state_dict(sd)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((rng.standard_normal((1, 2, SR)) * 0.1).astype(np.float32))
+    x[0, 1] *= 0.3  # a wide, unbalanced signal: the side channel is far from zero
+    with torch.no_grad():
+        assert torch.allclose(plain(x), side(x), atol=1e-6)
+        side.fenc[0].weight[:, 2] = torch.randn_like(side.fenc[0].weight[:, 2])
+        offline = side(x)[0]
+        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the channel is used
+        stream, parts, pos = LiteStream(side), [], 0
+        while pos < x.shape[-1]:
+            n = int(rng.integers(1, 3000))
+            parts.append(stream.push(x[0, :, pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
+    assert torch.max(torch.abs(torch.cat(parts, dim=-1) - offline)) < 1e-5
+    with pytest.raises(ValueError, match="2 channels"):
+        LiteNet({**cfg, "side": True, "channels": 1})

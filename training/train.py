@@ -103,7 +103,8 @@ def _segment(clips: Clips, i: int, s: int, start: int | None, need: int, rng: np
 
 
 def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
-               rendered: Clips | None = None, p_rendered: float = 0.0, p_reverb: float = 0.0) -> np.ndarray:
+               rendered: Clips | None = None, p_rendered: float = 0.0, p_reverb: float = 0.0,
+               p_mono: float = 0.0) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
     polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes).
 
@@ -112,7 +113,10 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
     rendered (formant-synthesised or GM voice) part half of the time and a real musdb vocal otherwise.
 
     With probability ``p_reverb`` a real stem is also convolved with a synthetic room (RT60 0.2-1.5 s,
-    wet 0.1-0.4; the reverberant stem is the target, as a mixing engineer's reverb is part of a stem)."""
+    wet 0.1-0.4; the reverberant stem is the target, as a mixing engineer's reverb is part of a stem).
+
+    With probability ``p_mono`` a whole example is made mono (both channels the mean of the two), as
+    mono recordings are (a model with the side input must also handle a side signal of zero)."""
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
         from_render = rendered is not None and len(rendered) and rng.random() < p_rendered
@@ -148,6 +152,8 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
             if rng.random() < 0.05:
                 gain = 0.0
             out[b, s] = seg * gain
+        if p_mono > 0 and rng.random() < p_mono:
+            out[b] = out[b].mean(axis=1, keepdims=True)
     return out
 
 
@@ -155,9 +161,9 @@ class RemixStream(torch.utils.data.IterableDataset):
     """Endless random batches for a DataLoader; each worker draws from its own seed."""
 
     def __init__(self, clips: Clips, seed: int, batch: int, length: int, rendered: Clips | None = None,
-                 p_rendered: float = 0.0, p_reverb: float = 0.0) -> None:
+                 p_rendered: float = 0.0, p_reverb: float = 0.0, p_mono: float = 0.0) -> None:
         self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
-        self.rendered, self.p_rendered, self.p_reverb = rendered, p_rendered, p_reverb
+        self.rendered, self.p_rendered, self.p_reverb, self.p_mono = rendered, p_rendered, p_reverb, p_mono
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -166,7 +172,7 @@ class RemixStream(torch.utils.data.IterableDataset):
             if self.rendered is not None and k % 200 == 199 and not self.rendered.indexed:
                 self.rendered = Clips(None, self.rendered.cache)  # pick up clips rendered since
             yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered,
-                                                        self.p_reverb))
+                                                        self.p_reverb, self.p_mono))
 
 
 def save_split(ckpt: dict, out: Path) -> None:
@@ -245,16 +251,42 @@ def init_input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, lengt
 
     Without it the all-positive features' mean dominates the encoder, its output hardly changes over
     time, and the network settles on time-invariant masks (seen in the first run)."""
+    mean, scale = input_stats(net, clips, rng, length, batches)
+    net.in_mean.copy_(mean)
+    net.in_scale.copy_(scale)
+
+
+@torch.no_grad()
+def input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, length: int,
+                batches: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and 1 / std of ``net.features`` over random training mixtures."""
     feats = []
     for _ in range(batches):
         stems = torch.from_numpy(make_batch(clips, rng, 4, length))
-        spec = net.stft(net.frame(stems.sum(1)))
-        mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (net.power / 2)
-        b, c, t, f = mag.shape
-        feats.append(mag.permute(0, 2, 1, 3).reshape(b * t, c * f))
+        f = net.features(net.stft(net.frame(stems.sum(1))))
+        feats.append(f.reshape(-1, f.shape[-1]))
     x = torch.cat(feats)
-    net.in_mean.copy_(x.mean(0))
-    net.in_scale.copy_(1.0 / (x.std(0) + 1e-3))
+    return x.mean(0), 1.0 / (x.std(0) + 1e-3)
+
+
+@torch.no_grad()
+def add_side_input(state: dict, clips: Clips, rng: np.random.Generator, length: int) -> dict:
+    """Give a trained stereo model the side-signal input channel without changing what it computes.
+
+    The new channel's encoder weights start at zero (so the output is unchanged until training
+    moves them) and its normalisation comes from training mixtures."""
+    config = {**state["config"], "side": True}
+    net = LiteNet(config)
+    mean, scale = input_stats(net, clips, rng, length)
+    model = dict(state["model"])
+    nf = model["in_mean"].numel()
+    model["in_mean"] = torch.cat([model["in_mean"], mean[nf:]])
+    model["in_scale"] = torch.cat([model["in_scale"], scale[nf:]])
+    key = "fenc.0.weight" if config.get("arch") == "crn" else "enc.weight"
+    w = model[key]
+    extra = w.new_zeros(w.shape[0], 1, w.shape[2]) if w.dim() == 3 else w.new_zeros(w.shape[0], net.n_bins)
+    model[key] = torch.cat([w, extra], dim=1)
+    return {**state, "config": config, "model": model}
 
 
 @torch.no_grad()
@@ -309,6 +341,12 @@ def main() -> None:
     p.add_argument("--devset", type=Path, default=DEVSET,
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
     p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
+    p.add_argument("--p-mono", type=float, default=0.0, help="chance that an example is made mono")
+    p.add_argument("--add-side", action="store_true",
+                   help="give a stereo model without it the side-signal input channel (zero-initialised, so it "
+                        "starts out computing the same as before)")
+    p.add_argument("--first-lr-scale", type=float, default=1.0,
+                   help="learning-rate factor for the first encoder layer (e.g. 10 with --add-side)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
                    help="weight of each stem in the loss (normalised to mean 1; default all equal)")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
@@ -340,14 +378,25 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if state is not None and args.add_side and not state["config"].get("side"):
+        state = add_side_input(state, train, np.random.default_rng(args.seed), int(args.seconds * 44100))
+        print("added the side-signal input channel", flush=True)
     if state is not None:
         config = state["config"]
     net = LiteNet(config).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-5)
+    # the first encoder layer may learn faster (a new, zero-initialised input channel lives there)
+    first = [p for n, p in net.named_parameters() if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "")]
+    rest = [p for p in net.parameters() if all(p is not q for q in first)]
+    groups = [{"params": rest, "scale": 1.0}, {"params": first, "scale": args.first_lr_scale}]
+    if args.first_lr_scale == 1.0:  # one group, as checkpoints written before this option have
+        groups = [{"params": list(net.parameters()), "scale": 1.0}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-5)
     step, seconds, best = 0, 0.0, -1e9
     rng = np.random.default_rng(args.seed)
     data = state.get("data", export_mod.LEGACY_DATA) if state is not None else []
     settings = {"p_rendered": args.p_rendered if rendered else 0.0, "p_reverb": args.p_reverb}
+    if args.p_mono:
+        settings["p_mono"] = args.p_mono
     if args.stem_weights:
         settings["stem_weights"] = list(args.stem_weights)
     if not data or {k: data[-1].get(k, 0.0) for k in settings} != settings:
@@ -355,6 +404,9 @@ def main() -> None:
     if state is not None:
         net.load_state_dict(state["model"])
         if not fresh_opt:
+            if len(state["optimizer"]["param_groups"]) != len(opt.param_groups):
+                sys.exit(f"{source} was trained with{'out' if len(opt.param_groups) == 2 else ''} "
+                         "--first-lr-scale: resume it with the same setting")
             opt.load_state_dict(state["optimizer"])
         step, seconds, best = state["step"], state["seconds"], state["best"]
         rng = np.random.default_rng([args.seed, step])
@@ -362,7 +414,7 @@ def main() -> None:
     else:
         init_input_stats(net, train, rng, int(args.seconds * net.config["sr"]))
     for group in opt.param_groups:
-        group["lr"] = args.lr
+        group["lr"] = args.lr * group.get("scale", 1.0)
     print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips, "
           f"rendered {len(rendered) if rendered else 0} clips (p {args.p_rendered if rendered else 0})", flush=True)
     length = int(args.seconds * net.config["sr"])
@@ -371,14 +423,14 @@ def main() -> None:
     run_loss = 0.0
     n_loss = 0
     batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered,
-                                                                           args.p_reverb), batch_size=None,
+                                                                           args.p_reverb, args.p_mono), batch_size=None,
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
         t0 = time.time()
         if args.anneal and args.max_minutes:
             frac = min(1.0, (t0 - t_start) / (args.max_minutes * 60))
             for group in opt.param_groups:
-                group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+                group["lr"] = args.lr * group.get("scale", 1.0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         batch = next(batches).to(device, non_blocking=True)
         loss = loss_fn(net, batch, args.sdr_weight, args.stem_weights)
         opt.zero_grad()

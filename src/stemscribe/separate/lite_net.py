@@ -6,7 +6,8 @@ streaming, so block-by-block output equals offline output by construction:
 
 * STFT with a sqrt-Hann window, ``n_fft`` / ``hop`` (75 % overlap, exact overlap-add), the signal
   left-padded with ``n_fft - hop`` zeros so frame ``t`` ends at sample ``(t + 1) * hop``;
-* per frame: compressed magnitudes of all channels -> linear encoder -> LayerNorm -> tanh;
+* per frame: compressed magnitudes of all channels (with ``side``, also of the left-minus-right
+  STFT, which tells centred sources from wide ones) -> encoder -> LayerNorm -> tanh;
 * a temporal convolution over ``kernel`` frames that looks ``lookahead`` frames ahead;
 * a unidirectional GRU; a decoder on ``[gru, encoder]`` -> per-bin, per-channel logits for each
   stem, softmax across stems, so the stems sum exactly to the mixture;
@@ -39,6 +40,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # (weight sharing across bins) around the same recurrent bottleneck
     "arch": "dense",
     "crn_channels": [8, 16, 32, 32],
+    # stereo only: one more input feature channel, the compressed magnitude of the side signal
+    # (left minus right); zero for a centred source, as large as the channels for a wide one
+    "side": False,
 }
 
 
@@ -60,20 +64,25 @@ class LiteNet(nn.Module):
             raise ValueError("lookahead must be in [0, kernel)")
         self.power = float(c["power"])
         self.temperature = float(c.get("temperature", 1.0))
+        self.side = bool(c.get("side", False))
+        if self.side and self.channels != 2:
+            raise ValueError("the side feature needs 2 channels")
+        self.in_channels = self.channels + int(self.side)  # feature channels of the encoder
         h, nf = int(c["hidden"]), self.channels * self.n_bins
+        nf_in = self.in_channels * self.n_bins
         window = torch.hann_window(self.n_fft, periodic=True).sqrt()
         self.register_buffer("window", window, persistent=False)
         # overlap-add of analysis x synthesis windows sums to this constant
         self.ola_scale = float((window**2).sum()) / self.hop
         self.hidden = h
         self.arch = str(c.get("arch", "dense"))
-        self.in_mean = nn.Parameter(torch.zeros(nf))
-        self.in_scale = nn.Parameter(torch.ones(nf))
+        self.in_mean = nn.Parameter(torch.zeros(nf_in))
+        self.in_scale = nn.Parameter(torch.ones(nf_in))
         self.enc_norm = nn.LayerNorm(h)
         self.conv = nn.Conv1d(h, h, self.kernel)
         self.gru = nn.GRU(h, h, int(c["layers"]), batch_first=True)
         if self.arch == "dense":
-            self.enc = nn.Linear(nf, h, bias=False)
+            self.enc = nn.Linear(nf_in, h, bias=False)
             self.dec = nn.Linear(2 * h, h)
             self.dec_norm = nn.LayerNorm(h)
             self.out = nn.Linear(h, self.n_stems * nf)
@@ -84,7 +93,7 @@ class LiteNet(nn.Module):
             if self.crn_bins % (1 << len(chans)):
                 raise ValueError("n_fft / 2 must be divisible by 2 ** len(crn_channels)")
             self.crn_low = self.crn_bins >> len(chans)
-            ins = [self.channels, *chans[:-1]]
+            ins = [self.in_channels, *chans[:-1]]
             self.fenc = nn.ModuleList(nn.Conv1d(i, o, 5, stride=2, padding=2) for i, o in zip(ins, chans))
             flat = chans[-1] * self.crn_low
             self.enc = nn.Linear(flat, h, bias=False)
@@ -107,13 +116,21 @@ class LiteNet(nn.Module):
         frames = xp.unfold(-1, self.n_fft, self.hop) * self.window
         return torch.fft.rfft(frames, dim=-1)
 
-    def encode(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``."""
+    def features(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, frames, bins)`` complex -> un-normalised input features
+        ``(batch, frames, in_channels * bins)``: compressed magnitudes, channel-major."""
+        if self.side:
+            spec = torch.cat([spec, spec[:, :1] - spec[:, 1:2]], dim=1)
         # (re^2 + im^2)^(p/2): complex abs() is slow on CPU
         mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (self.power / 2)
         b, c, t, f = mag.shape
-        feat = mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
-        feat = (feat - self.in_mean) * self.in_scale
+        return mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
+
+    def encode(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``."""
+        feat = (self.features(spec) - self.in_mean) * self.in_scale
+        b, t = feat.shape[:2]
+        c, f = self.in_channels, self.n_bins
         if self.arch == "dense":
             return torch.tanh(self.enc_norm(self.enc(feat)))
         # crn: frame-local convolutions along frequency; the skip activations ride along after the
