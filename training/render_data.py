@@ -36,7 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "cache" / "rendered"
-POP909 = ROOT.parent.parent / "pop909" / "pop909"
+# pop909.tar.xz holds one top folder "pop909": extracted beside the repo (tar -xJf ... -C ..) or into
+# ../pop909 (-C ../pop909); either layout is found
+POP909 = next((d for d in (ROOT.parent.parent / "pop909" / "pop909", ROOT.parent.parent / "pop909")
+               if (d / "001").is_dir()), ROOT.parent.parent / "pop909")
 SR = 44100
 SECONDS = 8.0
 SOUNDFONTS = [

@@ -60,6 +60,7 @@ class Clips:
 
     def __init__(self, split: str | None, cache: Path = CACHE) -> None:
         self.cache = cache
+        cache.mkdir(parents=True, exist_ok=True)  # a render that has not started yet: watch it from empty
         self.indexed = (cache / "index.json").exists()
         if self.indexed:
             index = json.loads((cache / "index.json").read_text())
@@ -335,7 +336,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loader processes (0: in the training process)")
     p.add_argument("--rendered", type=Path, default=ROOT / "cache" / "rendered",
-                   help="rendered POP909 clips (training/render_data.py), used when the folder exists")
+                   help="rendered POP909 clips (training/render_data.py); with --p-rendered > 0 the "
+                        "folder is watched and clips are picked up as they are rendered")
     p.add_argument("--p-rendered", type=float, default=0.5, help="share of examples drawn from the rendered clips")
     p.add_argument("--p-reverb", type=float, default=0.0, help="chance that a real stem gets a synthetic room reverb")
     p.add_argument("--devset", type=Path, default=DEVSET,
@@ -364,7 +366,7 @@ def main() -> None:
     device = torch.device(args.device)
     train, valid = Clips("train", args.cache), Clips("valid", args.cache)
     devset = load_devset(args.devset) if args.devset.exists() else []
-    rendered = Clips(None, args.rendered) if args.rendered.is_dir() and args.p_rendered > 0 else None
+    rendered = Clips(None, args.rendered) if args.p_rendered > 0 else None
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
@@ -394,7 +396,7 @@ def main() -> None:
     step, seconds, best = 0, 0.0, -1e9
     rng = np.random.default_rng(args.seed)
     data = state.get("data", export_mod.LEGACY_DATA) if state is not None else []
-    settings = {"p_rendered": args.p_rendered if rendered else 0.0, "p_reverb": args.p_reverb}
+    settings = {"p_rendered": args.p_rendered if rendered is not None else 0.0, "p_reverb": args.p_reverb}
     if args.p_mono:
         settings["p_mono"] = args.p_mono
     if args.stem_weights:
@@ -416,7 +418,7 @@ def main() -> None:
     for group in opt.param_groups:
         group["lr"] = args.lr * group.get("scale", 1.0)
     print(f"params {count_parameters(net)}, train {len(train)} clips, valid {len(valid)} clips, "
-          f"rendered {len(rendered) if rendered else 0} clips (p {args.p_rendered if rendered else 0})", flush=True)
+          f"rendered {len(rendered) if rendered is not None else 0} clips (p {args.p_rendered if rendered is not None else 0})", flush=True)
     length = int(args.seconds * net.config["sr"])
     t_start = time.time()
     t_ckpt = time.time()
