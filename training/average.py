@@ -25,18 +25,19 @@ def average(paths: list[Path]) -> dict:
 
     first = torch.load(paths[0], map_location="cpu", weights_only=False)
     total = {k: v.double().clone() for k, v in first["model"].items()}
-    last = first
+    last, steps = first, [int(first["step"])]
     for p in paths[1:]:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
         if ckpt["config"] != first["config"]:
             raise SystemExit(f"{p}: another architecture than {paths[0]}")
         for k, v in ckpt["model"].items():
             total[k] += v.double()
+        steps.append(int(ckpt["step"]))
         if ckpt["step"] > last["step"]:
             last = ckpt
     model = {k: (v / len(paths)).to(first["model"][k].dtype) for k, v in total.items()}
     out = {"config": first["config"], "model": model, "step": last["step"], "seconds": last["seconds"],
-           "averaged": [str(p) for p in paths]}
+           "averaged": [str(p) for p in paths], "averaged_steps": sorted(steps)}
     if "data" in last:  # the data settings (export.py describes them); those of the newest checkpoint
         out["data"] = last["data"]
     return out

@@ -33,12 +33,6 @@ LEGACY_DATA = [{"from_step": 0, "p_rendered": 0.0, "p_reverb": 0.0},
                {"from_step": 531, "p_rendered": 0.25, "p_reverb": 0.0}]
 
 
-def _step_of(path: str) -> int:
-    """The step of a kept checkpoint from its file name (``steps/step002448.pt`` -> 2448)."""
-    digits = "".join(ch for ch in Path(path).stem if ch.isdigit())
-    return int(digits) if digits else -1
-
-
 def describe_data(history: list[dict]) -> str:
     """The manifest's one-line data description from a checkpoint's data-settings history."""
     text = "musdb7s-train: 79 MUSDB18 7-second clips (15 held out for validation)"
@@ -77,7 +71,7 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> 
         "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature is not None else {})},
         "parameters": int(sum(v.numel() for v in tensors.values())),
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3),
-                     **({"averaged_steps": sorted(_step_of(a) for a in ckpt["averaged"])} if ckpt.get("averaged") else {})},
+                     **({"averaged_steps": ckpt["averaged_steps"]} if "averaged_steps" in ckpt else {})},
         "validation_sdr_db": {k: round(v, 3) for k, v in ckpt.get("scores", {}).items() if isinstance(v, float) and k != "hours"},
         "licence": LICENCE,
         "data": describe_data(history),

@@ -60,7 +60,6 @@ class Clips:
 
     def __init__(self, split: str | None, cache: Path = CACHE) -> None:
         self.cache = cache
-        cache.mkdir(parents=True, exist_ok=True)  # a render that has not started yet: watch it from empty
         self.indexed = (cache / "index.json").exists()
         if self.indexed:
             index = json.loads((cache / "index.json").read_text())
@@ -366,7 +365,10 @@ def main() -> None:
     device = torch.device(args.device)
     train, valid = Clips("train", args.cache), Clips("valid", args.cache)
     devset = load_devset(args.devset) if args.devset.exists() else []
-    rendered = Clips(None, args.rendered) if args.p_rendered > 0 else None
+    rendered = None
+    if args.p_rendered > 0:  # a render that has not started yet: watch its folder from empty
+        args.rendered.mkdir(parents=True, exist_ok=True)
+        rendered = Clips(None, args.rendered)
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
