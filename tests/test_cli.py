@@ -151,6 +151,27 @@ def test_one_bad_input_does_not_stop_the_others(tmp_path, capsys):
     assert (tmp_path / "o" / "good" / "vocals.wav").is_file()
 
 
+def test_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, capsys):
+    for song in ("a", "b"):
+        (tmp_path / song).mkdir()
+        _song(tmp_path / song / "mixture.wav", seconds=1.0)
+    other = tmp_path / "a" / "mixture.flac"
+    sf.write(other, sf.read(tmp_path / "a" / "mixture.wav")[0], SR)
+    inputs = [tmp_path / "a" / "mixture.wav", tmp_path / "b" / "mixture.wav", other]
+    code, out, _ = _run(["split", *map(str, inputs), "--out", str(tmp_path / "o"), "--model", "lite", "-q"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a-mixture", "a-mixture-2", "b-mixture"]
+    for name in ("a-mixture", "a-mixture-2", "b-mixture"):
+        assert (tmp_path / "o" / name / "vocals.wav").is_file() and (tmp_path / "o" / name / f"{name}.mid").is_file()
+
+
+def test_output_names_are_plain_unless_they_collide():
+    from stemscribe.pipeline import output_names
+
+    assert output_names(["x/song.stem.mp4", "y/other.mp3"]) == ["song", "other"]
+    assert output_names(["d/s.wav", "d/s.wav"]) == ["d-s", "d-s-2"]
+
+
 def test_transcribe_command_writes_midi_with_tempo(tmp_path, capsys):
     sr = 22050
     t = np.arange(int(2.0 * sr)) / sr

@@ -73,6 +73,26 @@ def output_name(path: Path) -> str:
     return name or "song"
 
 
+def output_names(paths: Sequence[str | Path]) -> list[str]:
+    """Song folder names for inputs split in one run, distinct so that no song overwrites another's.
+
+    Each is :func:`output_name`; where two inputs share it (``dev00/mixture.flac`` and
+    ``dev01/mixture.flac``), their parent folder's name goes in front (``dev00-mixture``), and a name
+    still taken gets ``-2``, ``-3``... (the same file given twice, ``song.mp3`` beside ``song.wav``)."""
+    paths = [Path(p) for p in paths]
+    plain = [output_name(p) for p in paths]
+    names, taken = [], set()
+    for path, name in zip(paths, plain):
+        if plain.count(name) > 1 and path.resolve().parent.name:
+            name = f"{path.resolve().parent.name}-{name}"
+        unique, k = name, 2
+        while unique in taken:
+            unique, k = f"{name}-{k}", k + 1
+        taken.add(unique)
+        names.append(unique)
+    return names
+
+
 def combined_midi_name(name: str) -> str:
     """``<name>.mid``, or ``<name>_all.mid`` when ``name`` would collide with a stem's MIDI file."""
     return f"{name}_all.mid" if name in STEM_NAMES else f"{name}.mid"

@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "split",
         help="split songs into stems and per-stem MIDI",
         description="Split each INPUT into drums, bass, other and vocals audio, a MIDI file per stem, "
-        "a combined MIDI file with the song's tempo, and report.json, under DIR/<input name>/.",
+        "a combined MIDI file with the song's tempo, and report.json, under DIR/<input name>/ "
+        "(inputs of one run that share a name get their folder's name in front: DIR/dev00-mixture/).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files (wav, flac, mp3, ogg, m4a, mp4...)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import StemscribeError
-    from ..pipeline import split, validate_stems
+    from ..pipeline import output_names, split, validate_stems
     from ._progress import StageBars
 
     from ..separate import resolve_model
@@ -42,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         parse_grid(args.quantize)
     failed = 0
     notice_shown = False
-    for path in args.inputs:
+    for path, name in zip(args.inputs, output_names(args.inputs)):
         bars = StageBars(prefix=f"{path[-16:]}: " if len(args.inputs) > 1 else "", enabled=None if not args.quiet else False)
         try:
             result = split(path, out_dir=args.out, model=args.model, stems=stems, midi=not args.no_midi,
-                           format=args.format, quantize=args.quantize, model_dir=args.model_dir, progress=bars)
+                           format=args.format, quantize=args.quantize, model_dir=args.model_dir, name=name, progress=bars)
         except StemscribeError as exc:
             bars.close()
             if args.debug:
