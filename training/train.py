@@ -104,9 +104,10 @@ def _segment(clips: Clips, i: int, s: int, start: int | None, need: int, rng: np
 
 def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
                rendered: Clips | None = None, p_rendered: float = 0.0, p_reverb: float = 0.0,
-               p_mono: float = 0.0) -> np.ndarray:
+               p_mono: float = 0.0, p_coherent: float = 0.25) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
-    polarity, varispeed, tilt EQ; sometimes all stems from one clip (coherent real mixes).
+    polarity, varispeed, tilt EQ; with probability ``p_coherent`` all stems from one clip and offset
+    (a real mix, as the held-out clips and users' songs are: same key, same beat).
 
     With probability ``p_rendered`` an example comes from a rendered POP909 clip instead (drums,
     bass and other from the same clip and offset, i.e. one arrangement), whose vocals are the
@@ -120,7 +121,7 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
         from_render = rendered is not None and len(rendered) and rng.random() < p_rendered
-        coherent = from_render or rng.random() < 0.25
+        coherent = from_render or rng.random() < p_coherent
         base = int(rng.integers(len(rendered) if from_render else len(clips)))
         start = None
         for s in range(4):
@@ -161,9 +162,10 @@ class RemixStream(torch.utils.data.IterableDataset):
     """Endless random batches for a DataLoader; each worker draws from its own seed."""
 
     def __init__(self, clips: Clips, seed: int, batch: int, length: int, rendered: Clips | None = None,
-                 p_rendered: float = 0.0, p_reverb: float = 0.0, p_mono: float = 0.0) -> None:
+                 p_rendered: float = 0.0, p_reverb: float = 0.0, p_mono: float = 0.0, p_coherent: float = 0.25) -> None:
         self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
         self.rendered, self.p_rendered, self.p_reverb, self.p_mono = rendered, p_rendered, p_reverb, p_mono
+        self.p_coherent = p_coherent
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -172,7 +174,7 @@ class RemixStream(torch.utils.data.IterableDataset):
             if self.rendered is not None and k % 200 == 199 and not self.rendered.indexed:
                 self.rendered = Clips(None, self.rendered.cache)  # pick up clips rendered since
             yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered,
-                                                        self.p_reverb, self.p_mono))
+                                              self.p_reverb, self.p_mono, self.p_coherent))
 
 
 def save_split(ckpt: dict, out: Path) -> None:
@@ -342,6 +344,8 @@ def main() -> None:
     p.add_argument("--devset", type=Path, default=DEVSET,
                    help="also score these songs at each checkpoint (logged only, never used to pick the best)")
     p.add_argument("--sdr-weight", type=float, default=0.0, help="weight of the -SDR (dB) term in the loss")
+    p.add_argument("--p-coherent", type=float, default=0.25,
+                   help="share of real examples whose four stems come from one clip and offset (a real mix)")
     p.add_argument("--p-mono", type=float, default=0.0, help="chance that an example is made mono")
     p.add_argument("--add-side", action="store_true",
                    help="give a stereo model without it the side-signal input channel (zero-initialised, so it "
@@ -401,6 +405,8 @@ def main() -> None:
     settings = {"p_rendered": args.p_rendered if rendered is not None else 0.0, "p_reverb": args.p_reverb}
     if args.p_mono:
         settings["p_mono"] = args.p_mono
+    if args.p_coherent != 0.25:
+        settings["p_coherent"] = args.p_coherent
     if args.stem_weights:
         settings["stem_weights"] = list(args.stem_weights)
     if not data or {k: data[-1].get(k, 0.0) for k in settings} != settings:
@@ -427,7 +433,8 @@ def main() -> None:
     run_loss = 0.0
     n_loss = 0
     batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered,
-                                                                           args.p_reverb, args.p_mono), batch_size=None,
+                                                                           args.p_reverb, args.p_mono, args.p_coherent),
+                                               batch_size=None,
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
         t0 = time.time()
