@@ -26,6 +26,7 @@ def average(paths: list[Path]) -> dict:
     first = torch.load(paths[0], map_location="cpu", weights_only=False)
     total = {k: v.double().clone() for k, v in first["model"].items()}
     last, steps = first, [int(first["step"])]
+    histories = [(paths[0], first.get("data"))]
     for p in paths[1:]:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
         if ckpt["config"] != first["config"]:
@@ -33,14 +34,42 @@ def average(paths: list[Path]) -> dict:
         for k, v in ckpt["model"].items():
             total[k] += v.double()
         steps.append(int(ckpt["step"]))
+        histories.append((p, ckpt.get("data")))
         if ckpt["step"] > last["step"]:
             last = ckpt
     model = {k: (v / len(paths)).to(first["model"][k].dtype) for k, v in total.items()}
     out = {"config": first["config"], "model": model, "step": last["step"], "seconds": last["seconds"],
            "averaged": [str(p) for p in paths], "averaged_steps": sorted(steps)}
-    if "data" in last:  # the data settings (export.py describes them); those of the newest checkpoint
-        out["data"] = last["data"]
+    if "data" in last:  # the data settings (export.py describes them)
+        out["data"] = merge_histories(histories)
     return out
+
+
+def merge_histories(histories: list[tuple[Path, list[dict] | None]]) -> list[dict]:
+    """One data-settings history for an average of checkpoints.
+
+    Checkpoints of one run share their history (the newest one's is kept). An average across runs
+    that forked from one checkpoint (a "soup") keeps the shared entries once, then each run's own
+    entries, labelled with the run's folder (``run``), so the manifest says what every part saw."""
+    known = [(p, h) for p, h in histories if h]
+    if not known:
+        return []
+    runs: dict[str, list[dict]] = {}  # per run folder its longest history (later checkpoints extend it)
+    for p, h in known:
+        run = p.parent.parent.name if p.parent.name == "steps" else p.parent.name
+        if run not in runs or len(h) > len(runs[run]):
+            runs[run] = h
+    if len({json.dumps(h, sort_keys=True) for h in runs.values()}) == 1:
+        return next(iter(runs.values()))
+    shared = []
+    for entries in zip(*runs.values()):
+        if any(e != entries[0] for e in entries):
+            break
+        shared.append(entries[0])
+    merged = list(shared)
+    for run, h in runs.items():
+        merged += [{**e, "run": run} for e in h[len(shared):]]
+    return merged
 
 
 def main() -> None:
