@@ -1,0 +1,44 @@
+"""Training helpers that shape what the shipped manifest says (training code lives outside the package)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parents[1] / "training"
+
+
+@pytest.fixture(scope="module")
+def average():
+    sys.path.insert(0, str(TRAINING))
+    try:
+        import average as module
+    finally:
+        sys.path.remove(str(TRAINING))
+    return module
+
+
+BASE = [{"from_step": 0, "p_rendered": 0.0, "p_reverb": 0.0}, {"from_step": 1986, "p_rendered": 0.1, "p_reverb": 0.3}]
+
+
+def test_one_run_keeps_its_newest_history(average):
+    newer = BASE + [{"from_step": 7000, "p_rendered": 0.2, "p_reverb": 0.3}]
+    merged = average.merge_histories([(Path("ck/run-a/steps/step006800.pt"), BASE),
+                                      (Path("ck/run-a/steps/step007200.pt"), newer)])
+    assert merged == newer
+
+
+def test_a_soup_of_forked_runs_lists_each_runs_settings(average):
+    a = BASE + [{"from_step": 6506, "p_rendered": 0.1, "p_reverb": 0.3, "p_coherent": 0.5}]
+    b = BASE + [{"from_step": 6506, "p_rendered": 0.4, "p_reverb": 0.3}]
+    merged = average.merge_histories([(Path("ck/run-a/steps/step007051.pt"), a),
+                                      (Path("ck/run-b/steps/step007263.pt"), b),
+                                      (Path("ck/run-a/steps/step007322.pt"), a)])
+    assert merged[:2] == BASE  # the shared lineage once
+    assert merged[2:] == [{**a[2], "run": "run-a"}, {**b[2], "run": "run-b"}]
+
+
+def test_checkpoints_without_history_give_none(average):
+    assert average.merge_histories([(Path("best.pt"), None)]) == []
