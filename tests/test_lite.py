@@ -189,3 +189,37 @@ def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
     assert torch.max(torch.abs(torch.cat(parts, dim=-1) - offline)) < 1e-5
     with pytest.raises(ValueError, match="2 channels"):
         LiteNet({**cfg, "side": True, "channels": 1})
+
+
+def test_refinement_streams_like_offline_and_starts_as_the_model_it_extends():
+    # the optional full-resolution refinement: a model given it (last layer at zero, as a trained
+    # model is extended before fine-tuning) computes what it did without it; once its weights move it
+    # changes the masks, and live == offline still holds
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet, LiteStream
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "side": True}
+    torch.manual_seed(0)
+    plain = LiteNet(cfg).eval()
+    refined = LiteNet({**cfg, "refine": 6}).eval()
+    sd = {**refined.state_dict(), **plain.state_dict()}
+    refined.load_state_dict(sd)
+    assert float(refined.refine[-1].weight.detach().abs().max()) == 0.0
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy((rng.standard_normal((1, 2, SR)) * 0.1).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(plain(x), refined(x), atol=1e-6)
+        refined.refine[-1].weight.normal_(0.0, 0.5)
+        offline = refined(x)[0]
+        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the refinement is used
+        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
+        stream, parts, pos = LiteStream(refined), [], 0
+        while pos < x.shape[-1]:
+            n = int(rng.integers(1, 3000))
+            parts.append(stream.push(x[0, :, pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
+    assert torch.max(torch.abs(torch.cat(parts, dim=-1) - offline)) < 1e-5
+    with pytest.raises(ValueError, match="crn"):
+        LiteNet({"refine": 4})

@@ -292,6 +292,20 @@ def add_side_input(state: dict, clips: Clips, rng: np.random.Generator, length: 
 
 
 @torch.no_grad()
+def add_refinement(state: dict, channels: int, seed: int) -> dict:
+    """Give a trained crn model the full-resolution refinement without changing what it computes.
+
+    The refinement's last layer starts at zero, so the output is the old model's until training
+    moves it; its other layers start at PyTorch's default initialisation."""
+    config = {**state["config"], "refine": int(channels)}
+    torch.manual_seed(seed)
+    fresh = LiteNet(config).state_dict()
+    model = dict(state["model"])
+    model.update({k: v for k, v in fresh.items() if k.startswith("refine.")})
+    return {**state, "config": config, "model": model}
+
+
+@torch.no_grad()
 def validate(net: LiteNet, clips: Clips | list[np.ndarray]) -> dict[str, float]:
     """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
     net.eval()
@@ -350,8 +364,10 @@ def main() -> None:
     p.add_argument("--add-side", action="store_true",
                    help="give a stereo model without it the side-signal input channel (zero-initialised, so it "
                         "starts out computing the same as before)")
+    p.add_argument("--add-refine", type=int, default=0, metavar="CHANNELS",
+                   help="extend a trained crn model with the full-resolution refinement (output unchanged at first)")
     p.add_argument("--first-lr-scale", type=float, default=1.0,
-                   help="learning-rate factor for the first encoder layer (e.g. 10 with --add-side)")
+                   help="learning-rate factor for the first encoder layer and the refinement (e.g. 10 with --add-side, --add-refine)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
                    help="weight of each stem in the loss (normalised to mean 1; default all equal)")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
@@ -389,11 +405,16 @@ def main() -> None:
     if state is not None and args.add_side and not state["config"].get("side"):
         state = add_side_input(state, train, np.random.default_rng(args.seed), int(args.seconds * 44100))
         print("added the side-signal input channel", flush=True)
+    if state is not None and args.add_refine and not state["config"].get("refine"):
+        state = add_refinement(state, args.add_refine, args.seed)
+        print(f"added the full-resolution refinement ({args.add_refine} channels)", flush=True)
     if state is not None:
         config = state["config"]
     net = LiteNet(config).to(device)
-    # the first encoder layer may learn faster (a new, zero-initialised input channel lives there)
-    first = [p for n, p in net.named_parameters() if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "")]
+    # the first encoder layer may learn faster (a new, zero-initialised input channel lives there),
+    # and so may the full-resolution refinement (new, its output layer zero-initialised)
+    first = [p for n, p in net.named_parameters()
+             if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "") or n.startswith("refine.")]
     rest = [p for p in net.parameters() if all(p is not q for q in first)]
     groups = [{"params": rest, "scale": 1.0}, {"params": first, "scale": args.first_lr_scale}]
     if args.first_lr_scale == 1.0:  # one group, as checkpoints written before this option have

@@ -43,6 +43,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # stereo only: one more input feature channel, the compressed magnitude of the side signal
     # (left minus right); zero for a centred source, as large as the channels for a wide one
     "side": False,
+    # crn only: channels of a full-resolution refinement after the decoder (0: none). The encoder's
+    # first layer halves the frequency resolution, so without it the decoder never sees which bin of
+    # a pair holds a harmonic; the refinement sees the decoder output beside the normalised input
+    # features at every bin and adds a correction to the logits (its last layer starts at zero)
+    "refine": 0,
 }
 
 
@@ -76,6 +81,9 @@ class LiteNet(nn.Module):
         self.ola_scale = float((window**2).sum()) / self.hop
         self.hidden = h
         self.arch = str(c.get("arch", "dense"))
+        self.n_refine = int(c.get("refine", 0) or 0)
+        if self.n_refine and self.arch != "crn":
+            raise ValueError("the full-resolution refinement needs arch 'crn'")
         self.in_mean = nn.Parameter(torch.zeros(nf_in))
         self.in_scale = nn.Parameter(torch.ones(nf_in))
         self.enc_norm = nn.LayerNorm(h)
@@ -102,6 +110,15 @@ class LiteNet(nn.Module):
             self.fdec = nn.ModuleList(
                 nn.ConvTranspose1d(2 * i, o, 4, stride=2, padding=1) for i, o in zip(chans[::-1], outs))
             self.out = nn.Conv1d(chans[0], self.n_stems * self.channels, 3, padding=1)
+            if self.n_refine:
+                r = self.n_refine
+                self.refine = nn.ModuleList([
+                    nn.Conv1d(chans[0] + self.in_channels, r, 5, padding=2),
+                    nn.Conv1d(r, r, 5, padding=4, dilation=2),
+                    nn.Conv1d(r, self.n_stems * self.channels, 3, padding=1),
+                ])
+                nn.init.zeros_(self.refine[-1].weight)
+                nn.init.zeros_(self.refine[-1].bias)
         else:
             raise ValueError(f"unknown arch {self.arch!r}")
 
@@ -136,12 +153,13 @@ class LiteNet(nn.Module):
         # crn: frame-local convolutions along frequency; the skip activations ride along after the
         # first `hidden` features so the streaming code can treat a frame's features as one vector
         x = feat.reshape(b * t, c, f)[..., : self.crn_bins]
+        full = [x.reshape(b, t, -1)] if self.n_refine else []  # rides along for the refinement
         skips = []
         for layer in self.fenc:
             x = torch.relu(layer(x))
             skips.append(x.reshape(b, t, -1))
         e = torch.tanh(self.enc_norm(self.enc(x.reshape(b, t, -1))))
-        return torch.cat([e, *skips], dim=-1)
+        return torch.cat([e, *skips, *full], dim=-1)
 
     def temporal(self, ebuf: torch.Tensor) -> torch.Tensor:
         """Valid convolution over ``(batch, frames, hidden)`` -> ``(batch, frames - kernel + 1, hidden)``."""
@@ -165,13 +183,20 @@ class LiteNet(nn.Module):
             h = self.hidden
             x = torch.relu(self.dec(torch.cat([g, e[..., :h]], dim=-1))).reshape(b * t, self.chans[-1], self.crn_low)
             sizes = [o * (self.crn_bins >> (i + 1)) for i, o in enumerate(self.chans)]
+            if self.n_refine:
+                sizes.append(self.in_channels * self.crn_bins)
             skips = torch.split(e[..., h:], sizes, dim=-1)
             for i, layer in enumerate(self.fdec):
                 level = len(self.chans) - 1 - i
                 skip = skips[level].reshape(b * t, self.chans[level], -1)
                 x = torch.relu(layer(torch.cat([x, skip], dim=1)))
-            x = self.out(x)
-            x = torch.cat([x, x[..., -1:]], dim=-1)
+            logits = self.out(x)
+            if self.n_refine:
+                r = torch.cat([x, skips[-1].reshape(b * t, self.in_channels, -1)], dim=1)
+                for layer in self.refine[:-1]:
+                    r = torch.relu(layer(r))
+                logits = logits + self.refine[-1](r)
+            x = torch.cat([logits, logits[..., -1:]], dim=-1)
             logits = x.view(b, t, self.n_stems, self.channels, self.n_bins)
         if self.temperature != 1.0:
             logits = logits / self.temperature
