@@ -154,13 +154,28 @@ def test_models_listing_reports_lite_available():
     assert info.files == ("lite.safetensors",)
 
 
+def _streamed(net, x, rng):
+    """``x`` ``(channels, n)`` pushed through a LiteStream in random block sizes, then flushed."""
+    import torch
+
+    from stemscribe.separate.lite_net import LiteStream
+
+    stream, parts, pos = LiteStream(net), [], 0
+    while pos < x.shape[-1]:
+        n = int(rng.integers(1, 3000))
+        parts.append(stream.push(x[:, pos : pos + n]))
+        pos += n
+    parts.append(stream.flush())
+    return torch.cat(parts, dim=-1)
+
+
 def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
     # the optional side-signal input (left minus right): live == offline still holds with it, and a
     # model given the channel with zero weights computes what it did without it (how a trained model
     # is extended before fine-tuning)
     import torch
 
-    from stemscribe.separate.lite_net import LiteNet, LiteStream
+    from stemscribe.separate.lite_net import LiteNet
 
     cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8]}
     torch.manual_seed(0)
@@ -180,13 +195,8 @@ def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
         side.fenc[0].weight[:, 2] = torch.randn_like(side.fenc[0].weight[:, 2])
         offline = side(x)[0]
         assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the channel is used
-        stream, parts, pos = LiteStream(side), [], 0
-        while pos < x.shape[-1]:
-            n = int(rng.integers(1, 3000))
-            parts.append(stream.push(x[0, :, pos : pos + n]))
-            pos += n
-        parts.append(stream.flush())
-    assert torch.max(torch.abs(torch.cat(parts, dim=-1) - offline)) < 1e-5
+        live = _streamed(side, x[0], rng)
+    assert torch.max(torch.abs(live - offline)) < 1e-5
     with pytest.raises(ValueError, match="2 channels"):
         LiteNet({**cfg, "side": True, "channels": 1})
 
@@ -197,7 +207,7 @@ def test_refinement_streams_like_offline_and_starts_as_the_model_it_extends():
     # changes the masks, and live == offline still holds
     import torch
 
-    from stemscribe.separate.lite_net import LiteNet, LiteStream
+    from stemscribe.separate.lite_net import LiteNet
 
     cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "side": True}
     torch.manual_seed(0)
@@ -214,12 +224,7 @@ def test_refinement_streams_like_offline_and_starts_as_the_model_it_extends():
         offline = refined(x)[0]
         assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the refinement is used
         assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
-        stream, parts, pos = LiteStream(refined), [], 0
-        while pos < x.shape[-1]:
-            n = int(rng.integers(1, 3000))
-            parts.append(stream.push(x[0, :, pos : pos + n]))
-            pos += n
-        parts.append(stream.flush())
-    assert torch.max(torch.abs(torch.cat(parts, dim=-1) - offline)) < 1e-5
+        live = _streamed(refined, x[0], rng)
+    assert torch.max(torch.abs(live - offline)) < 1e-5
     with pytest.raises(ValueError, match="crn"):
         LiteNet({"refine": 4})
