@@ -59,9 +59,7 @@ def merge_histories(histories: list[tuple[Path, list[dict] | None]]) -> list[dic
         run = p.parent.parent.name if p.parent.name == "steps" else p.parent.name
         if run not in runs or len(h) > len(runs[run]):
             runs[run] = h
-    if len({json.dumps(h, sort_keys=True) for h in runs.values()}) == 1:
-        return next(iter(runs.values()))
-    shared = []
+    shared = []  # the entries every run has (for a single run: all of them)
     for entries in zip(*runs.values()):
         if any(e != entries[0] for e in entries):
             break

@@ -196,8 +196,7 @@ class LiteNet(nn.Module):
                 for layer in self.refine[:-1]:
                     r = torch.relu(layer(r))
                 logits = logits + self.refine[-1](r)
-            x = torch.cat([logits, logits[..., -1:]], dim=-1)
-            logits = x.view(b, t, self.n_stems, self.channels, self.n_bins)
+            logits = torch.cat([logits, logits[..., -1:]], dim=-1).view(b, t, self.n_stems, self.channels, self.n_bins)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return torch.softmax(logits, dim=2).permute(0, 2, 3, 1, 4)
