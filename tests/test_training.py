@@ -42,3 +42,39 @@ def test_a_soup_of_forked_runs_lists_each_runs_settings(average):
 
 def test_checkpoints_without_history_give_none(average):
     assert average.merge_histories([(Path("best.pt"), None)]) == []
+
+
+@pytest.fixture(scope="module")
+def train():
+    sys.path.insert(0, str(TRAINING))
+    try:
+        import train as module
+    finally:
+        sys.path.remove(str(TRAINING))
+    return module
+
+
+def test_widening_the_refinement_keeps_what_the_model_computes_and_trains_the_new_channels(train):
+    import numpy as np
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4}
+    torch.manual_seed(0)
+    narrow = LiteNet(cfg).eval()
+    with torch.no_grad():
+        narrow.refine[-1].weight.normal_(0.0, 0.5)  # a trained refinement is not zero
+    state = {"config": cfg, "model": narrow.state_dict(), "step": 10}
+    widened = train.add_refinement(state, 10, seed=3)
+    assert widened["config"]["refine"] == 10 and state["config"]["refine"] == 4
+    wide = LiteNet(widened["config"]).eval()
+    wide.load_state_dict(widened["model"])
+    x = torch.from_numpy((np.random.default_rng(1).standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(narrow(x), wide(x), atol=1e-6)
+    wide.train()
+    wide(x).square().mean().backward()
+    assert float(wide.refine[-1].weight.grad[:, 4:].abs().max()) > 0  # the new channels learn
+    with pytest.raises(ValueError, match="already has a 4-channel"):
+        train.add_refinement(state, 4, seed=3)

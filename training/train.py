@@ -293,15 +293,33 @@ def add_side_input(state: dict, clips: Clips, rng: np.random.Generator, length: 
 
 @torch.no_grad()
 def add_refinement(state: dict, channels: int, seed: int) -> dict:
-    """Give a trained crn model the full-resolution refinement without changing what it computes.
+    """Give a trained crn model the full-resolution refinement, or widen the one it has, without
+    changing what it computes.
 
-    The refinement's last layer starts at zero, so the output is the old model's until training
-    moves it; its other layers start at PyTorch's default initialisation."""
+    A new refinement's last layer starts at zero, so the output is the old model's until training
+    moves it; its other layers start at PyTorch's default initialisation. Widening keeps the trained
+    channels and adds fresh ones whose weights *into* the next layer start at zero, so they too
+    change nothing until training moves them."""
+    old = int(state["config"].get("refine", 0) or 0)
+    if channels <= old:
+        raise ValueError(f"the model already has a {old}-channel refinement; ask for more channels to widen it")
     config = {**state["config"], "refine": int(channels)}
     torch.manual_seed(seed)
     fresh = LiteNet(config).state_dict()
     model = dict(state["model"])
     model.update({k: v for k, v in fresh.items() if k.startswith("refine.")})
+    if old:
+        trained = state["model"]
+        w0, w1, w2 = (model[f"refine.{i}.weight"].clone() for i in range(3))
+        w0[:old] = trained["refine.0.weight"]  # all inputs -> the trained channels
+        w1[:, old:] = 0.0  # the new channels feed nothing yet
+        w1[:old, :old] = trained["refine.1.weight"]
+        w2[:, old:] = 0.0
+        w2[:, :old] = trained["refine.2.weight"]
+        model.update({"refine.0.weight": w0, "refine.1.weight": w1, "refine.2.weight": w2,
+                      "refine.0.bias": torch.cat([trained["refine.0.bias"], model["refine.0.bias"][old:]]),
+                      "refine.1.bias": torch.cat([trained["refine.1.bias"], model["refine.1.bias"][old:]]),
+                      "refine.2.bias": trained["refine.2.bias"].clone()})
     return {**state, "config": config, "model": model}
 
 
@@ -365,7 +383,8 @@ def main() -> None:
                    help="give a stereo model without it the side-signal input channel (zero-initialised, so it "
                         "starts out computing the same as before)")
     p.add_argument("--add-refine", type=int, default=0, metavar="CHANNELS",
-                   help="extend a trained crn model with the full-resolution refinement (output unchanged at first)")
+                   help="extend a trained crn model with the full-resolution refinement, or widen its refinement to this many "
+                        "channels (output unchanged at first)")
     p.add_argument("--first-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the first encoder layer and the refinement (e.g. 10 with --add-side, --add-refine)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
@@ -405,9 +424,11 @@ def main() -> None:
     if state is not None and args.add_side and not state["config"].get("side"):
         state = add_side_input(state, train, np.random.default_rng(args.seed), int(args.seconds * 44100))
         print("added the side-signal input channel", flush=True)
-    if state is not None and args.add_refine and not state["config"].get("refine"):
+    if state is not None and args.add_refine and args.add_refine != state["config"].get("refine"):
+        had = state["config"].get("refine")
         state = add_refinement(state, args.add_refine, args.seed)
-        print(f"added the full-resolution refinement ({args.add_refine} channels)", flush=True)
+        print(f"{'widened' if had else 'added'} the full-resolution refinement ({had or 0} -> {args.add_refine} channels)",
+              flush=True)
     if state is not None:
         config = state["config"]
     net = LiteNet(config).to(device)
