@@ -19,6 +19,7 @@ chorus, then optionally convolved with a synthetic room. Output: ``cache/rendere
 ``(4, 2, n)`` float16 (drums, bass, other, vocals) and ``index.json``.
 
     python training/render_data.py --count 400 --jobs 2      # ~10 min on 2 cores
+    python training/render_data.py --labelled /tmp/rendered-eval --count 40 --seed 7   # labelled set, devset layout
 
 Licences: POP909 MIT; FluidR3_GM MIT; MuseScore_General MIT; sf_GMbank public domain.
 """
@@ -358,7 +359,10 @@ def pan(mono: np.ndarray, rng: np.random.Generator, width: float = 0.3) -> np.nd
     return np.stack([mono * np.sqrt(0.5 - p / 2) * 1.41, mono * np.sqrt(0.5 + p / 2) * 1.41]).astype(np.float32)
 
 
-def make_clip(folder: Path, seed: int) -> np.ndarray:
+def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray:
+    """One ``(4, 2, n)`` clip; when ``labels`` is a dict it receives each stem's notes (clip seconds,
+    ``(start, end, pitch, velocity)``; GM drum numbers for drums) under ``"notes"`` and the clip's
+    ``"tempo"`` (BPM) and how the vocals were made. The random draws are the same either way, so a seed gives the same audio."""
     rng = np.random.default_rng(seed)
     song = load_song(folder)
     n = int(SECONDS * SR)
@@ -376,24 +380,30 @@ def make_clip(folder: Path, seed: int) -> np.ndarray:
 
     tracks = song["tracks"]
     melody = clip_notes(tracks.get("MELODY", []))
-    stems = {}
+    stems, notes = {}, {s: [] for s in STEMS}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        stems["drums"] = fluid(clip_notes(drum_part(song, rng, t0, t1), transpose=False), int(rng.choice(DRUM_KITS)),
-                               rng, tmp, n, drums=True)
-        stems["bass"] = fluid(clip_notes(bass_line(song, rng, t0, t1)), int(rng.choice(BASS_PROGRAMS)), rng, tmp, n)
-        other_parts = [fluid(clip_notes(tracks.get("PIANO", [])), int(rng.choice(OTHER_PROGRAMS)), rng, tmp, n)]
+        notes["drums"] = clip_notes(drum_part(song, rng, t0, t1), transpose=False)
+        stems["drums"] = fluid(notes["drums"], int(rng.choice(DRUM_KITS)), rng, tmp, n, drums=True)
+        notes["bass"] = clip_notes(bass_line(song, rng, t0, t1))
+        stems["bass"] = fluid(notes["bass"], int(rng.choice(BASS_PROGRAMS)), rng, tmp, n)
+        notes["other"] = clip_notes(tracks.get("PIANO", []))
+        other_parts = [fluid(notes["other"], int(rng.choice(OTHER_PROGRAMS)), rng, tmp, n)]
         if rng.random() < 0.6:
-            other_parts.append(fluid(clip_notes(tracks.get("BRIDGE", [])), int(rng.choice(OTHER_PROGRAMS)), rng, tmp, n)
-                               * rng.uniform(0.4, 1.0))
+            bridge = clip_notes(tracks.get("BRIDGE", []))
+            notes["other"] = notes["other"] + bridge
+            other_parts.append(fluid(bridge, int(rng.choice(OTHER_PROGRAMS)), rng, tmp, n) * rng.uniform(0.4, 1.0))
         r = rng.random()
         if r < 0.65:
             stems["vocals"] = pan(sing(melody, n, rng), rng, 0.15)
+            notes["vocals"], kind = melody, "sung"
         elif r < 0.9:
             stems["vocals"] = fluid(melody, int(rng.choice(VOICE_PROGRAMS)), rng, tmp, n)
+            notes["vocals"], kind = melody, "gm voice"
         else:  # instrumental: the melody moves to an instrument in "other"
             stems["vocals"] = np.zeros((2, n), np.float32)
             other_parts.append(fluid(melody, int(rng.choice(LEADS_BRASS)), rng, tmp, n))
+            notes["other"], kind = notes["other"] + melody, "instrumental"
         stems["other"] = sum(other_parts)
     out = np.zeros((4, 2, n), np.float32)
     for i, s in enumerate(STEMS):
@@ -402,6 +412,12 @@ def make_clip(folder: Path, seed: int) -> np.ndarray:
             x = room(x, rng)
         peak = np.abs(x).max()
         out[i] = x / peak * rng.uniform(0.3, 0.9) if peak > 0 else x
+    if labels is not None:
+        inside = beats[(beats >= t0) & (beats <= t1)]
+        period = float(np.median(np.diff(inside))) if len(inside) > 2 else float(np.median(np.diff(beats)))
+        labels["notes"] = notes
+        labels["vocals"] = kind
+        labels["tempo"] = round(60.0 / (period * stretch), 2)  # a song beat lasts period * stretch clip seconds
     return out
 
 
@@ -421,18 +437,60 @@ def _work(args) -> tuple[int, str, bool]:
     return i, folder.name, True
 
 
+def _labelled(args) -> tuple[str, bool]:
+    """One song folder of a devset-style labelled set: mixture and stems as FLAC, each stem's notes as
+    MIDI (a stem with no notes gets none), ``meta.json`` with the tempo."""
+    import soundfile as sf
+
+    out, name, folder, seed = args
+    dest = out / name
+    if (dest / "meta.json").exists():
+        return name, True
+    labels: dict = {}
+    try:
+        clip = make_clip(folder, seed, labels)
+    except (OSError, ValueError, IndexError, KeyError, subprocess.SubprocessError) as exc:
+        print(f"skip {folder.name}: {exc}", flush=True)
+        return name, False
+    mix = clip.sum(axis=0)
+    scale = min(1.0, 0.95 / max(float(np.abs(mix).max()), 1e-9))
+    tmp = out / f".{name}.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    sf.write(tmp / "mixture.flac", (mix * scale).T, SR, subtype="PCM_24")
+    for i, stem in enumerate(STEMS):
+        sf.write(tmp / f"{stem}.flac", (clip[i] * scale).T, SR, subtype="PCM_24")
+        if labels["notes"][stem]:
+            write_midi(tmp / f"{stem}.mid", labels["notes"][stem], 0, drums=stem == "drums")
+    meta = {"tempo": labels["tempo"], "seconds": SECONDS, "vocals": labels["vocals"], "pop909_song": folder.name,
+            "seed": seed}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, dest)
+    return name, True
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pop909", type=Path, default=POP909, help="extracted pop909 folder (song folders 001..909)")
     p.add_argument("--count", type=int, default=400)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labelled", type=Path, metavar="DIR",
+                   help="write a devset-style labelled set here instead (song folders with stems, MIDI and meta.json) "
+                        "for scoring transcription on rendered music; use a --seed other than the training render's")
     args = p.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
     songs = sorted(d for d in args.pop909.iterdir() if d.is_dir())
     rng = np.random.default_rng(args.seed)
     work = [(i, songs[int(rng.integers(len(songs)))], args.seed * 100003 + i) for i in range(args.count)]
     from multiprocessing import Pool
+
+    if args.labelled:
+        args.labelled.mkdir(parents=True, exist_ok=True)
+        jobs = [(args.labelled, f"r{args.seed:02d}_{i:04d}", folder, seed) for i, folder, seed in work]
+        with Pool(args.jobs) as pool:
+            written = sum(ok for _, ok in pool.imap_unordered(_labelled, jobs))
+        print(f"wrote {written} songs to {args.labelled}", flush=True)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
 
     done = []
     with Pool(args.jobs) as pool:
