@@ -20,8 +20,8 @@ Method
    hi-hat 46 (long next to the song's shortest hats), crash 49 (longer still, or loud).
 6. Ride 51: of the short high hits, those whose stick attack drops fast into a wash that rings
    on (-15 dB vs -25 dB decay times), that lift the high band less over what was ringing, and
-   whose 2-9 kHz partials persist (a closed hat is noise), by a linear score fitted on rendered
-   kits (``benchmarks/drums_rendered.py``), taken as the median over neighbouring hits because a
+   whose 2-9 kHz partials persist (a closed hat is noise), by a linear score fitted on the true
+   and separated drum stems of rendered songs (``benchmarks/ride_fit.py``), taken as the median over neighbouring hits because a
    time keeper stays on one cymbal for a while.
 7. Toms: the song's snare is the snare-like pitch heard throughout the song (fills crowd one
    stretch); an onset with some kick/snare energy that rings clearly longer than that snare or
@@ -113,8 +113,10 @@ _SNARE_UNDER_CRASH = 0.5
 _NOTE_LENGTH = 0.1
 #: Ride detection (:func:`_ride_scores`): weights of partial persistence, ln -15 dB decay,
 #: ln -25 dB decay, high-band rise (dB / 10, at most 4) and a constant, fitted by logistic
-#: regression on rendered kits; the median is taken over this many hits either side.
-_RIDE_WEIGHTS = (4.8, -5.0, 7.1, -2.6, 5.8)
+#: regression on the true *and* lite-separated drum stems of 60 rendered POP909 songs
+#: (``benchmarks/ride_fit.py``; separation blurs a ride's wash, and weights fitted on clean kits
+#: read most separated rides as hi-hats); the median is taken over this many hits either side.
+_RIDE_WEIGHTS = (3.94, -2.16, 2.67, -0.57, 0.2)
 _RIDE_NEIGHBOURS = 10
 #: Partial persistence: two _PING_N-sample spectra _PING_GAP samples apart, from _PING_DELAY s
 #: after the onset, compared within _PING_BAND (Hz).
@@ -491,7 +493,7 @@ def _ride_scores(x: np.ndarray, high: np.ndarray, frames: np.ndarray, decay: np.
     A ride's stick attack drops fast (``decay``, the -15 dB time of the 8-20 kHz power ``high``
     ``(T,)``) into a wash that rings on (its -25 dB time is long), lifts the high band less than a
     hi-hat over what was ringing (``rise_db``), and holds pitched partials.  A linear score of the
-    four, fitted on rendered FluidR3 and MuseScore kits (``benchmarks/drums_rendered.py``), is
+    four, fitted on rendered songs' true and separated drum stems (``benchmarks/ride_fit.py``), is
     averaged (median) over neighbouring hits: a time keeper stays on one cymbal for a while.
     """
     from numpy.lib.stride_tricks import sliding_window_view
