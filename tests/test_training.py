@@ -10,14 +10,20 @@ import pytest
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 
 
-@pytest.fixture(scope="module")
-def average():
+def _training_module(name: str):
+    """Import ``training/<name>.py`` (training code lives outside the package)."""
+    import importlib
+
     sys.path.insert(0, str(TRAINING))
     try:
-        import average as module
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(TRAINING))
-    return module
+
+
+@pytest.fixture(scope="module")
+def average():
+    return _training_module("average")
 
 
 BASE = [{"from_step": 0, "p_rendered": 0.0, "p_reverb": 0.0}, {"from_step": 1986, "p_rendered": 0.1, "p_reverb": 0.3}]
@@ -46,12 +52,7 @@ def test_checkpoints_without_history_give_none(average):
 
 @pytest.fixture(scope="module")
 def train():
-    sys.path.insert(0, str(TRAINING))
-    try:
-        import train as module
-    finally:
-        sys.path.remove(str(TRAINING))
-    return module
+    return _training_module("train")
 
 
 def test_widening_the_refinement_keeps_what_the_model_computes_and_trains_the_new_channels(train):
