@@ -21,8 +21,8 @@ Method
 6. Ride 51: of the short high hits, those whose stick attack drops fast into a wash that rings
    on (-15 dB vs -25 dB decay times), that lift the high band less over what was ringing, and
    whose 2-9 kHz partials persist (a closed hat is noise), by a linear score fitted on the true
-   and separated drum stems of rendered songs (``benchmarks/ride_fit.py``), taken as the median over neighbouring hits because a
-   time keeper stays on one cymbal for a while.
+   and separated drum stems of rendered songs (``benchmarks/ride_fit.py``), taken as the median
+   over neighbouring hits because a time keeper stays on one cymbal for a while.
 7. Toms: the song's snare is the snare-like pitch heard throughout the song (fills crowd one
    stretch); an onset with some kick/snare energy that rings clearly longer than that snare or
    sits at a pitch far from it (and from the kick) is a tom (low 45 / mid 47 / high 50 by shell

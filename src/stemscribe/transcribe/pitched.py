@@ -842,9 +842,9 @@ def drop_vocal_bleed(
     "ghost" notes. A note is dropped when it is ``vocal_gate_db`` (9 dB) or more under the stem's local
     loud level (its loudest 0.4 s within +-6 s, so a quiet verse is judged against itself, not
     against the chorus) *and* some other stem is within ``vocal_gate_ratio_db`` (5 dB) of it, or
-    louder, at the note's fundamental (a quiet note that is clearly the voice's own stays). A stem whose quietest
-    tenth of frames lies ``vocal_clean_db`` (50 dB) or more under its loud level is clean (a real
-    solo vocal track, or a perfect separation: its rests are silent) and is left alone.
+    louder, at the note's fundamental (a quiet note that is clearly the voice's own stays). A stem
+    whose quietest tenth of frames lies ``vocal_clean_db`` (50 dB) or more under its loud level is
+    clean (a real solo vocal track, or a perfect separation: its rests are silent) and is left alone.
 
     Used for vocals instead of :func:`drop_bleed`: on lite stems of the devset and of held-out
     MUSDB clips (against the notes of the true vocal stems), drop_bleed removed more real notes than
@@ -852,10 +852,11 @@ def drop_vocal_bleed(
     devset stems (silent rests) it changes nothing.
 
     The ratio was 15 dB until a labelled POP909 render showed what it costs where an instrument
-    doubles the melody (the piano often plays it): on those true stems the gate dropped most sung
-    notes (onset F1 0.857 ungated -> 0.701). At 5 dB (``python benchmarks/vocal_gate.py``) onset F1
-    on lite stems rose on all three sets (devset 0.582 -> 0.623, rendered 0.340 -> 0.364, real
-    clips 0.270 -> 0.270) and the rendered true stems lost less (0.782).
+    doubles the melody (the piano often plays it): on those true stems the gate cost many sung
+    notes (onset F1 0.857 ungated -> 0.701). At 5 dB (``python benchmarks/vocal_gate.py``, on the
+    stems of the lite weights of that day) onset F1 on lite stems rose on the devset (0.582 ->
+    0.623) and the rendered set (0.340 -> 0.364) and held on the real clips (0.270), and the
+    rendered true stems lost less (0.782).
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
