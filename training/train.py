@@ -423,10 +423,12 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     if state is not None and args.add_side and not state["config"].get("side"):
         state = add_side_input(state, train, np.random.default_rng(args.seed), int(args.seconds * 44100))
+        fresh_opt = True  # the optimizer's moments have the old shapes
         print("added the side-signal input channel", flush=True)
     if state is not None and args.add_refine and args.add_refine != state["config"].get("refine"):
         had = state["config"].get("refine")
         state = add_refinement(state, args.add_refine, args.seed)
+        fresh_opt = True  # the optimizer's moments have the old shapes
         print(f"{'widened' if had else 'added'} the full-resolution refinement ({had or 0} -> {args.add_refine} channels)",
               flush=True)
     if state is not None:
