@@ -461,12 +461,17 @@ def write_docs() -> str:
     rpath = RESULTS / "eval_rendered" / "transcription.json"
     rendered = json.loads(rpath.read_text()) if rpath.is_file() else None
     if rendered:
-        L += ["### Rendered songs: 40 POP909 clips with exact MIDI", "",
+        kinds: dict[str, int] = {}
+        for meta in RENDERED.glob("*/meta.json"):
+            kind = json.loads(meta.read_text()).get("vocals", "?")
+            kinds[kind] = kinds.get(kind, 0) + 1
+        L += [f"### Rendered songs: {len(rendered['songs'])} POP909 clips with exact MIDI", "",
               "`python training/render_data.py --labelled benchmarks/results/rendered-eval --count 40 --seed 7` then "
               "`python -m stemscribe eval transcription benchmarks/results/rendered-eval --source both --model lite` "
               "(the `transcription_rendered` step). Each clip is 8 s of a POP909 song, tempo x0.85-1.2, transposed, "
               "with a generated drum part and bass line, the piano (and often bridge) track on random GM programs, and "
-              "the melody sung by a formant voice (24 songs), a GM voice patch (10) or an instrument (6, no vocals); "
+              f"the melody sung by a formant voice ({kinds.get('sung', 0)} songs), a GM voice patch "
+              f"({kinds.get('gm voice', 0)}) or an instrument ({kinds.get('instrumental', 0)}, no vocals); "
               "random soundfont per stem (FluidR3, MuseScore General, sf_GMbank), some with room reverb. The "
               "piano part often doubles the melody. Training renders the same way (another seed, 10 % of examples; songs may "
               "recur), "

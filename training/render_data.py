@@ -362,7 +362,8 @@ def pan(mono: np.ndarray, rng: np.random.Generator, width: float = 0.3) -> np.nd
 def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray:
     """One ``(4, 2, n)`` clip; when ``labels`` is a dict it receives each stem's notes (clip seconds,
     ``(start, end, pitch, velocity)``; GM drum numbers for drums) under ``"notes"`` and the clip's
-    ``"tempo"`` (BPM) and how the vocals were made. The random draws are the same either way, so a seed gives the same audio."""
+    ``"tempo"`` (BPM) and how the vocals were made (``"vocals"``). The random draws are the same
+    either way, so a seed gives the same audio."""
     rng = np.random.default_rng(seed)
     song = load_song(folder)
     n = int(SECONDS * SR)
