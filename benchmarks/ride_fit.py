@@ -13,7 +13,8 @@ for the weights in the package and for the fitted ones.
     python training/render_data.py --labelled /tmp/rendered-eval --count 40 --seed 7
     python benchmarks/ride_fit.py --fit /tmp/rendered-fit --test /tmp/rendered-eval ../shared/data/devset
 
-Needs scikit-learn (``pip install scikit-learn``). Measurements are cached under ``--cache``.
+Needs scikit-learn (``pip install scikit-learn``). Measurements are cached under
+``--cache``, one folder per lite weights (named by their sha256).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ def main() -> int:
     from stemscribe.separate import get_separator
     from stemscribe.transcribe import drums as D
 
-    args.cache.mkdir(parents=True, exist_ok=True)
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     package_scores = D._ride_scores
 
@@ -56,9 +56,12 @@ def main() -> int:
 
     D._ride_scores = recording
     sep = get_separator("lite")
+    # one cache folder per lite weights (their sha256), so new weights never meet old stems' cache
+    cache = args.cache / str(sep.manifest.get("sha256", "unknown"))[:12]
+    cache.mkdir(parents=True, exist_ok=True)
 
     def song(d: Path) -> dict:
-        f = args.cache / f"{d.parent.name}_{d.name}.pkl"
+        f = cache / f"{d.parent.name}_{d.name}.pkl"
         if f.exists():
             return pickle.loads(f.read_bytes())
         ref = [n for n in pretty_midi.PrettyMIDI(str(d / "drums.mid")).instruments[0].notes if n.pitch in RIDE | HAT]

@@ -14,7 +14,8 @@ stems ``lite`` separates from the mixture (mir_eval onset F1, 50 ms, as ``stemsc
     python benchmarks/vocal_gate.py --rendered /tmp/rendered-eval [--json out.json]
 
 The decoded notes (everything before the gate) are computed once per stem and cached under
-``--cache`` (default ``/tmp/stemscribe-vocal-gate``); each gate setting then only re-runs the gate.
+``--cache`` (default ``/tmp/stemscribe-vocal-gate``), one folder per lite weights (named by their
+sha256); each gate setting then only re-runs the gate.
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from transcription_real import held_out
 
-    args.cache.mkdir(parents=True, exist_ok=True)
     sep = get_separator("lite")
+    # one cache folder per lite weights (their sha256), so new weights never meet old stems' cache
+    cache = args.cache / str(sep.manifest.get("sha256", "unknown"))[:12]
+    cache.mkdir(parents=True, exist_ok=True)
 
     def cached(key: str, make):
-        f = args.cache / f"{key}.pkl"
+        f = cache / f"{key}.pkl"
         if not f.exists():
             f.write_bytes(pickle.dumps(make()))
         return pickle.loads(f.read_bytes())
