@@ -56,9 +56,10 @@ def main() -> int:
               "channels": audio.channels}
     if not args.no_transcribe:
         grid = timed("tempo", lambda: (estimate_beats(audio), estimate_key(audio)))[0]
-        # as pipeline.split does it: drums on their own, the pitched stems in one pass (each stem
-        # analysed once and checked for bleed against all the others)
-        tracks = {"drums": timed("transcribe_drums", _transcribe_one, stems["drums"], "drums", None, None)}
+        # as pipeline.split does it: drums checked for bleed against the other stems, the pitched
+        # stems in one pass (each stem analysed once and checked for bleed against all the others)
+        tracks = {"drums": timed("transcribe_drums", _transcribe_one, stems["drums"], "drums",
+                                 {o: a for o, a in stems.items() if o != "drums"}, None)}
         tracks.update(timed("transcribe_pitched", transcribe_stems, stems))
         timed("report", quality_report, stems, tracks, grid)
         with tempfile.TemporaryDirectory() as tmp:

@@ -239,6 +239,45 @@ def test_steady_noise_is_not_a_drum_kit() -> None:
         assert hit == len(times) and extra <= 1, (name, hit, extra)
 
 
+def _plucks(seconds: float = 4.0, rate: float = 6.0, seed: int = 3) -> np.ndarray:
+    """Plucked harmonic tones (a guitar-like part) with a sharp noisy attack, ``rate`` per second."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * SR))
+    t = np.arange(int(0.6 * SR)) / SR
+    for k in range(int(seconds * rate)):
+        f0 = rng.uniform(110, 440)
+        tone = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 12) if f0 * h < 15000) * np.exp(-6 * t)
+        tone[: int(0.004 * SR)] += 0.8 * rng.standard_normal(int(0.004 * SR))
+        i = int((0.05 + k / rate) * SR)
+        out[i : i + t.size] += 0.3 * tone[: out.size - i]
+    return out.astype(np.float32)
+
+
+def test_bleed_of_other_stems_is_no_drum_kit() -> None:
+    """A drumless song's separated drum stem holds the other instruments' attacks, 34 dB down."""
+    guitar = _plucks()
+    bleed = Audio(0.02 * guitar, SR)
+    assert len(transcribe_drums(bleed)) > 10  # level-blind on its own ...
+    # ... but not next to the stems it leaked from (any rate or length; mixture/drums are ignored)
+    others = {"other": Audio(guitar[::2], SR // 2), "mixture": bleed, "drums": bleed}
+    assert len(transcribe_drums(bleed, others=others)) <= 1
+    # a real beat played with that guitar keeps every hit
+    events = _rock_beat()
+    track = transcribe_drums(Audio(_render(events) + 0.02 * guitar, SR),
+                             others={"other": Audio(guitar, SR), "bass": Audio(guitar[:-100], SR)})
+    _check_beat(track, events)
+
+
+def test_bad_others_raise_typed_errors() -> None:
+    from stemscribe.errors import BadArgumentError, BadInputError
+
+    beat = Audio(_render(_rock_beat(2.0), seconds=2.0), SR)
+    with pytest.raises(BadArgumentError):
+        transcribe_drums(beat, others=[beat])  # type: ignore[arg-type]
+    with pytest.raises(BadInputError):
+        transcribe_drums(beat, others={"bass": np.zeros(10)})  # type: ignore[dict-item]
+
+
 def test_silence_and_tiny_inputs() -> None:
     assert len(transcribe_drums(Audio(np.zeros((2, SR * 2), np.float32), SR))) == 0
     assert len(transcribe_drums(Audio(np.zeros((1, 1), np.float32), SR))) == 0

@@ -619,7 +619,7 @@ def _transcribe(stem: str, audio: Audio, others: Mapping[str, Audio]) -> NoteTra
     if stem == "drums":
         from .transcribe.drums import transcribe_drums
 
-        return transcribe_drums(audio)
+        return transcribe_drums(audio, others=others)
     from .transcribe.pitched import transcribe_pitched
 
     return transcribe_pitched(audio, stem=stem, others=others)

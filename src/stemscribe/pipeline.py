@@ -161,7 +161,7 @@ def _transcribe_one(
     if stem == "drums":
         from .transcribe.drums import transcribe_drums
 
-        track = transcribe_drums(audio, progress=progress)
+        track = transcribe_drums(audio, others=others, progress=progress)
     else:
         from .transcribe.pitched import transcribe_pitched
 
@@ -181,7 +181,8 @@ def _transcribe_separated(
     if "drums" in wanted:
         report_progress(progress, "transcribe", 0.0, stem="drums")
         with timer("transcribe_drums"):
-            tracks["drums"] = _transcribe_one(separated["drums"], "drums", None, None)
+            tracks["drums"] = _transcribe_one(separated["drums"], "drums",
+                                              {o: a for o, a in separated.items() if o != "drums"}, None)
     if pitched:
         done = 1 if "drums" in wanted else 0
         total = len(wanted)
