@@ -15,7 +15,9 @@ stems ``lite`` separates from the mixture (mir_eval onset F1, 50 ms, as ``stemsc
 
 The decoded notes (everything before the gate) are computed once per stem and cached under
 ``--cache`` (default ``/tmp/stemscribe-vocal-gate``), one folder per lite weights (named by their
-sha256); each gate setting then only re-runs the gate.
+sha256); each gate setting then only re-runs the gate. The voice-presence check that runs after
+the gate in the package (:func:`stemscribe.transcribe.pitched.drop_absent_voice`) is left out, so
+the gate is judged alone; ``benchmarks/vocal_presence.py`` measures that check.
 """
 
 from __future__ import annotations

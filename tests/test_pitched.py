@@ -310,3 +310,22 @@ def test_octave_parts_of_one_note_join_at_the_pitch_of_the_body():
     onsets = no_onsets.copy()
     onsets[21, 31 - bp.MIDI_OFFSET] = 0.9
     assert _merge_same_pitch([(0, 20, 43), (21, 100, 31)], onsets, DEFAULT_SETTINGS) == [(0, 20, 43), (21, 100, 31)]
+
+
+def test_instrumental_lead_left_in_the_vocal_stem_is_no_voice_a_sung_line_under_the_band_is():
+    rng = np.random.default_rng(33)
+    total = 5.0
+    melody = [(72, 0.3), (74, 1.3), (76, 2.3), (74, 3.3)]
+    lead = sum(tone(p, t, 0.9, total, amp=0.4, vibrato_cents=20, rng=rng) for p, t in melody)
+    band = sum(tone(p, 0.2, 4.6, total, amp=0.2, rng=rng) for p in (48, 55, 60, 64))
+    # an instrumental: the separator leaves the lead line in the vocal stem, 20 dB down
+    leaked = Audio(0.1 * lead, SR)
+    assert transcribe_pitched(leaked, stem="vocals").notes, "the leaked line is visible without others"
+    others = {"other": Audio(lead + band, SR)}
+    assert transcribe_pitched(leaked, stem="vocals", others=others).notes == []
+    # a voice singing that line 6 dB under the band keeps its notes
+    sung = sum(tone(p, t, 0.9, total, amp=0.4, vibrato_cents=30, rng=rng) for p, t in melody)
+    sung_db = 10 * np.log10(np.mean(sung[SR : 4 * SR] ** 2) / np.mean((2 * band)[SR : 4 * SR] ** 2))
+    assert -7 < sung_db < -5
+    track = transcribe_pitched(Audio(sung, SR), stem="vocals", others={"other": Audio(2 * band, SR)})
+    assert onsets_match(track.notes, melody), track.notes
