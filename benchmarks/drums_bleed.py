@@ -29,47 +29,25 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-DEVSET = ROOT.parent / "shared" / "data" / "devset"
-STEMS = ("drums", "bass", "other", "vocals")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rendered", type=Path, help="labelled render (training/render_data.py --labelled)")
-    ap.add_argument("--devset", type=Path, default=DEVSET)
-    ap.add_argument("--musdb", type=Path)
-    ap.add_argument("--json", type=Path)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from song_sets import STEMS, add_arguments, print_table, songs
+
+    add_arguments(ap)
     args = ap.parse_args()
 
-    import pretty_midi
-
-    from stemscribe import audio
     from stemscribe.evaluate import drum_scores
     from stemscribe.separate import get_separator
     from stemscribe.transcribe.drums import transcribe_drums
-    from stemscribe.types import Audio, Note
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from transcription_real import MUSDB, held_out
-
-    songs = []  # (set, name, reference notes or None, stems loader)
-    for folder, name in ((args.devset, "devset"), (args.rendered, "rendered")):
-        if folder is None:
-            continue
-        for d in sorted(p for p in folder.iterdir() if (p / "drums.mid").is_file()):
-            ref = [Note(n.pitch, n.start, n.end, n.velocity)
-                   for n in pretty_midi.PrettyMIDI(str(d / "drums.mid")).instruments[0].notes]
-            songs.append((name, d.name, ref, lambda d=d: {s: audio.load(d / f"{s}.flac") for s in STEMS}))
-    for path in held_out(args.musdb or MUSDB):
-        songs.append(("real", path.name, None,
-                      lambda path=path: {s: audio.load(path, stream=k + 1) for k, s in enumerate(STEMS)}))
+    from stemscribe.types import Audio
 
     sep = get_separator("lite")
     rows = []
-    for set_name, name, ref, load in songs:
+    for set_name, name, ref, load in songs("drums", devset=args.devset, rendered=args.rendered, musdb=args.musdb):
         true = load()
         if ref is None:
             ref = transcribe_drums(true["drums"], others={s: true[s] for s in STEMS[1:]}).notes
@@ -82,22 +60,15 @@ def main() -> int:
             rest = {s: stems[s] for s in STEMS[1:]}
             for gate, others in (("off", None), ("on", rest)):
                 est = transcribe_drums(stems["drums"], others=others).notes
-                if label == "mixture":
-                    row[f"f1 gate {gate}"] = drum_scores(ref, est)["all"]["f1"]
-                else:
+                if label == "drumless":
                     row[f"ghost hits gate {gate}"] = len(est)
+                elif ref:
+                    row[f"f1 gate {gate}"] = drum_scores(ref, est)["all"]["f1"]
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print("\n| set | songs | drum F1, gate off | drum F1, gate on | drumless: ghost hits/s, gate off | gate on |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for set_name in dict.fromkeys(r["set"] for r in rows):
-        rs = [r for r in rows if r["set"] == set_name]
-        seconds = sum(r["seconds"] for r in rs)
-        print(f"| {set_name} | {len(rs)} | {np.mean([r['f1 gate off'] for r in rs]):.3f} | "
-              f"{np.mean([r['f1 gate on'] for r in rs]):.3f} | "
-              f"{sum(r['ghost hits gate off'] for r in rs) / seconds:.2f} | "
-              f"{sum(r['ghost hits gate on'] for r in rs) / seconds:.2f} |")
+    print_table(rows, "f1 gate", "ghost hits gate",
+                "| set | songs (with drums) | drum F1, gate off | gate on | drumless remix: ghost hits/s, gate off | gate on |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -32,47 +32,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEVSET = ROOT.parent / "shared" / "data" / "devset"
-STEMS = ("drums", "bass", "other", "vocals")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rendered", type=Path, help="labelled render (training/render_data.py --labelled)")
-    ap.add_argument("--devset", type=Path, default=DEVSET)
-    ap.add_argument("--musdb", type=Path)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from song_sets import STEMS, add_arguments, print_table, songs
+
+    add_arguments(ap)
     ap.add_argument("--train", action="store_true", help="also the 79 MUSDB clips that lite was trained on")
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    import pretty_midi
-
-    from stemscribe import audio
     from stemscribe.evaluate import note_scores
     from stemscribe.separate import get_separator
     from stemscribe.transcribe import pitched as P
-    from stemscribe.types import Audio, Note
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from transcription_real import MUSDB, held_out
-
-    songs = []  # (set, name, reference notes or None, stems loader)
-    for folder, name in ((args.devset, "devset"), (args.rendered, "rendered")):
-        if folder is None:
-            continue
-        for d in sorted(p for p in folder.iterdir() if (p / "meta.json").is_file()):
-            mid = d / "vocals.mid"
-            ref = [] if not mid.is_file() else [Note(n.pitch, n.start, n.end, n.velocity)
-                                                for n in pretty_midi.PrettyMIDI(str(mid)).instruments[0].notes]
-            songs.append((name, d.name, ref, lambda d=d: {s: audio.load(d / f"{s}.flac") for s in STEMS}))
-    musdb = args.musdb or MUSDB
-    held = held_out(musdb)
-    clips = [("real", p) for p in held]
-    if args.train:
-        clips += [("train", p) for p in sorted(musdb.glob("*.stem.mp4")) if p not in held]
-    for set_name, path in clips:
-        songs.append((set_name, path.name, None,
-                      lambda path=path: {s: audio.load(path, stream=k + 1) for k, s in enumerate(STEMS)}))
+    from stemscribe.types import Audio
 
     sep = get_separator("lite")
     settings = {"on": P.DEFAULT_SETTINGS, "off": dataclasses.replace(P.DEFAULT_SETTINGS, vocal_presence_db=-np.inf)}
@@ -82,7 +56,8 @@ def main() -> int:
                                     settings=s).notes
 
     rows = []
-    for set_name, name, ref, load in songs:
+    for set_name, name, ref, load in songs("vocals", devset=args.devset, rendered=args.rendered, musdb=args.musdb,
+                                            train=args.train):
         true = load()
         if ref is None:
             ref = vocal_notes(true, P.DEFAULT_SETTINGS)
@@ -98,17 +73,9 @@ def main() -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print("\n| set | songs (with vocal notes) | vocal F1, check off | check on "
-          "| instrumental remix: ghost notes/s, check off | check on |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for set_name in dict.fromkeys(r["set"] for r in rows):
-        rs = [r for r in rows if r["set"] == set_name]
-        sung = [r for r in rs if "f1 check on" in r]
-        seconds = sum(r["seconds"] for r in rs)
-        print(f"| {set_name} | {len(rs)} ({len(sung)}) | {np.mean([r['f1 check off'] for r in sung]):.3f} | "
-              f"{np.mean([r['f1 check on'] for r in sung]):.3f} | "
-              f"{sum(r['ghost notes check off'] for r in rs) / seconds:.2f} | "
-              f"{sum(r['ghost notes check on'] for r in rs) / seconds:.2f} |")
+    print_table(rows, "f1 check", "ghost notes check",
+                "| set | songs (with vocal notes) | vocal F1, check off | check on "
+                "| instrumental remix: ghost notes/s, check off | check on |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
