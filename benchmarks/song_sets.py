@@ -57,14 +57,17 @@ def songs(stem: str, *, devset: Path | None = DEVSET, rendered: Path | None = No
 
 def print_table(rows: list[dict], f1: str, ghosts: str, header: str) -> None:
     """Per set: songs (with a reference), mean ``"{f1} off"``/``"{f1} on"`` over the songs that have
-    them, and ``"{ghosts} off"``/``"{ghosts} on"`` summed per second of audio, as a markdown table."""
+    them, ``"{ghosts} off"``/``"{ghosts} on"`` summed per second of audio, and how many songs come out
+    with none at all (off -> on), as a markdown table; ``header`` names the first five columns."""
     import numpy as np
 
-    print(f"\n{header}\n|---|---:|---:|---:|---:|---:|")
+    print(f"\n{header} songs left empty, off -> on |\n|---|---:|---:|---:|---:|---:|---:|")
     for set_name in dict.fromkeys(r["set"] for r in rows):
         rs = [r for r in rows if r["set"] == set_name]
         scored = [r for r in rs if f"{f1} on" in r]
         seconds = sum(r["seconds"] for r in rs)
+        empty = [sum(r[f"{ghosts} {k}"] == 0 for r in rs) for k in ("off", "on")]
         print(f"| {set_name} | {len(rs)} ({len(scored)}) | {np.mean([r[f'{f1} off'] for r in scored]):.3f} | "
               f"{np.mean([r[f'{f1} on'] for r in scored]):.3f} | "
-              f"{sum(r[f'{ghosts} off'] for r in rs) / seconds:.2f} | {sum(r[f'{ghosts} on'] for r in rs) / seconds:.2f} |")
+              f"{sum(r[f'{ghosts} off'] for r in rs) / seconds:.2f} | {sum(r[f'{ghosts} on'] for r in rs) / seconds:.2f} | "
+              f"{empty[0]} -> {empty[1]} |")

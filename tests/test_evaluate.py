@@ -375,6 +375,36 @@ def test_results_markdown_transcription_tables():
     assert "| kick | 0.950 | 0.950 |" in md
 
 
+def test_key_score_and_meta_key():
+    assert ev.key_score("A minor", "A minor") == 1.0
+    assert ev.key_score("C major", "G major") == 0.5  # a fifth
+    assert ev.key_score("A minor", "C major") == 0.3  # relative
+    assert ev.key_score("A minor", "A major") == 0.2  # parallel
+    assert ev.key_score("A minor", "D# major") == 0.0
+    assert ev._meta_key({"key": 11, "minor": True}) == "B minor"  # the devset's form
+    assert ev._meta_key({"key": 1, "minor": False}) == "C# major"
+    assert ev._meta_key({"key": "Bb", "minor": True}) == "Bb minor"
+    assert ev._meta_key({"key": "F# Major"}) == "F# major"
+    assert ev._meta_key({"tempo": 120}) is None and ev._meta_key({"key": True}) is None
+
+
+def test_evaluate_transcription_scores_the_key_when_meta_has_one(tiny_dataset):
+    root, _ = tiny_dataset
+    (root / "song_a" / "meta.json").write_text(json.dumps({"tempo": 120.0, "key": 9, "minor": False}))
+    songs = ev.load_dataset(root)
+
+    def perfect(stem, audio, others):
+        return next(s for s in songs if s.load_stems()[stem].n_samples == audio.n_samples).load_midi(stem)
+
+    r = ev.evaluate_transcription(root, transcriber=perfect)
+    rows = {row["name"]: row for row in r["songs"]}
+    assert "key" not in rows["song_b"]  # no key in its meta: not scored
+    k = rows["song_a"]["key"]
+    assert k["reference"] == "A major" and k["score"] in (0.0, 0.2, 0.3, 0.5, 1.0)
+    assert r["key"]["songs"] == 1 and r["key"]["mirex_weighted"] == k["score"]
+    assert "Key: correct on" in ev.results_markdown(r)
+
+
 def test_to_jsonable_handles_numpy_and_nonfinite():
     obj = {"a": np.float32(1.5), "b": np.arange(3), "c": float("nan"), "d": float("inf"), "e": np.bool_(True)}
     assert json.loads(json.dumps(ev.to_jsonable(obj), allow_nan=False)) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": None, "e": True}
@@ -394,3 +424,4 @@ def test_eval_transcription_cli_on_devset(devset, tmp_path):
         assert summary[stem]["onset_offset"]["f1"] <= summary[stem]["onset"]["f1"] + 1e-9
     assert 0.0 <= summary["drums"]["f1"] <= 1.0
     assert data["tempo"]["songs"] == 1 and (out / "transcription_f1.png").is_file()
+    assert data["key"]["songs"] == 1 and data["songs"][0]["key"]["score"] == 1.0  # dev00: B minor

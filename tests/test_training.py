@@ -79,3 +79,25 @@ def test_widening_the_refinement_keeps_what_the_model_computes_and_trains_the_ne
     assert float(wide.refine[-1].weight.grad[:, 4:].abs().max()) > 0  # the new channels learn
     with pytest.raises(ValueError, match="already has a 4-channel"):
         train.add_refinement(state, 4, seed=3)
+
+
+def test_render_data_reads_pop909_keys(tmp_path):
+    """The labelled render's key comes from POP909's key_audio.txt (one region or several)."""
+    import pretty_midi
+
+    render_data = _training_module("render_data")
+    song = tmp_path / "001"
+    song.mkdir()
+    pm = pretty_midi.PrettyMIDI()
+    melody = pretty_midi.Instrument(0, name="MELODY")
+    melody.notes.append(pretty_midi.Note(80, 66, 0.0, 0.5))
+    pm.instruments.append(melody)
+    pm.write(str(song / "001.mid"))
+    (song / "beat_midi.txt").write_text("0.0 1 1\n0.5 1 0\n1.0 1 0\n")
+    (song / "chord_midi.txt").write_text("0.0 1.0 Gb:maj\n")
+    (song / "key_audio.txt").write_text("2.67\t191.98\tGb:maj\n")
+    assert render_data.load_song(song)["keys"] == [(6, False)]
+    (song / "key_audio.txt").write_text("0.0\t50.0\tC#:min\n50.0\t90.0\tE:maj\n")
+    assert render_data.load_song(song)["keys"] == [(1, True), (4, False)]
+    (song / "key_audio.txt").unlink()
+    assert render_data.load_song(song)["keys"] == []

@@ -91,7 +91,13 @@ def load_song(folder: Path) -> dict:
         parts = line.split()
         if len(parts) >= 3:
             chords.append((float(parts[0]), float(parts[1]), parse_root(parts[2])))
-    return {"tracks": tracks, "beats": beats[:, 0], "downbeats": beats[:, 2] > 0.5, "chords": chords}
+    keys = []  # (tonic pitch class, minor) per annotated key region
+    if (folder / "key_audio.txt").is_file():
+        for line in (folder / "key_audio.txt").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parse_root(parts[2]) is not None:
+                keys.append((parse_root(parts[2]), parts[2].endswith("min")))
+    return {"tracks": tracks, "beats": beats[:, 0], "downbeats": beats[:, 2] > 0.5, "chords": chords, "keys": keys}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,8 +368,9 @@ def pan(mono: np.ndarray, rng: np.random.Generator, width: float = 0.3) -> np.nd
 def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray:
     """One ``(4, 2, n)`` clip; when ``labels`` is a dict it receives each stem's notes (clip seconds,
     ``(start, end, pitch, velocity)``; GM drum numbers for drums) under ``"notes"`` and the clip's
-    ``"tempo"`` (BPM) and how the vocals were made (``"vocals"``). The random draws are the same
-    either way, so a seed gives the same audio."""
+    ``"tempo"`` (BPM), how the vocals were made (``"vocals"``) and, when the song keeps one key,
+    ``"key"`` (tonic pitch class, 0 = C) and ``"minor"``. The random draws are the same either way,
+    so a seed gives the same audio."""
     rng = np.random.default_rng(seed)
     song = load_song(folder)
     n = int(SECONDS * SR)
@@ -419,6 +426,11 @@ def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray
         labels["notes"] = notes
         labels["vocals"] = kind
         labels["tempo"] = round(60.0 / (period * stretch), 2)  # a song beat lasts period * stretch clip seconds
+        # the key, transposed with the clip, when the song keeps one key throughout (POP909's key
+        # regions are in audio time, the notes in MIDI time, so a modulating song's clip cannot be placed)
+        if len(set(song["keys"])) == 1:
+            labels["key"] = (song["keys"][0][0] + shift) % 12
+            labels["minor"] = song["keys"][0][1]
     return out
 
 
@@ -440,7 +452,7 @@ def _work(args) -> tuple[int, str, bool]:
 
 def _labelled(args) -> tuple[str, bool]:
     """One song folder of a devset-style labelled set: mixture and stems as FLAC, each stem's notes as
-    MIDI (a stem with no notes gets none), ``meta.json`` with the tempo."""
+    MIDI (a stem with no notes gets none), ``meta.json`` with the tempo (and the key, as the devset)."""
     import soundfile as sf
 
     out, name, folder, seed = args
@@ -464,6 +476,8 @@ def _labelled(args) -> tuple[str, bool]:
             write_midi(tmp / f"{stem}.mid", labels["notes"][stem], 0, drums=stem == "drums")
     meta = {"tempo": labels["tempo"], "seconds": SECONDS, "vocals": labels["vocals"], "pop909_song": folder.name,
             "seed": seed}
+    if "key" in labels:  # as the devset: tonic pitch class (0 = C) and mode
+        meta.update(key=labels["key"], minor=labels["minor"])
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     os.replace(tmp, dest)
     return name, True

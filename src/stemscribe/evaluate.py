@@ -34,7 +34,8 @@ when exactly one is empty they are 0.
 Datasets
 --------
 :func:`load_dataset` reads a folder of song folders (``mixture`` + ``drums``/``bass``/``other``/``vocals``
-as wav/flac, optional ``<stem>.mid`` and ``meta.json`` with ``tempo``) or a folder of MUSDB-style
+as wav/flac, optional ``<stem>.mid`` and ``meta.json`` with ``tempo``, and the key as ``key`` (tonic
+pitch class, 0 = C) and ``minor``) or a folder of MUSDB-style
 ``*.stem.mp4`` files (streams mixture, drums, bass, other, vocals; decoded with PyAV).
 
 Runs
@@ -639,8 +640,9 @@ def evaluate_transcription(
     """Transcribe every song's stems that have ``<stem>.mid`` ground truth and score them.
 
     ``source``: ``"true"`` (reference stems), ``"separated"`` (stems from ``model``) or ``"both"``.
-    Pitched stems get :func:`note_scores`, drums :func:`drum_scores`; the tempo estimated from the
-    mixture is compared with ``meta.json``'s ``tempo`` when present. ``transcriber(stem, audio,
+    Pitched stems get :func:`note_scores`, drums :func:`drum_scores`; the tempo and key estimated
+    from the mixture are compared with ``meta.json``'s ``tempo`` and ``key``/``minor`` when present
+    (the key by :func:`key_score`). ``transcriber(stem, audio,
     others) -> NoteTrack`` replaces stemscribe's transcribers (used by the tests and benchmarks).
     """
     if source not in SOURCES:
@@ -684,6 +686,14 @@ def evaluate_transcription(
             "estimate": tempo_est,
             "error_bpm": abs(tempo_est - float(ref_tempo)) if ref_tempo else None,
         }
+        ref_key = _meta_key(song.meta)
+        if ref_key is not None:
+            from .transcribe.key import estimate_key
+
+            t0 = time.perf_counter()
+            key_est = estimate_key(mixture)
+            clock.add("key", t0)
+            row["key"] = {"reference": ref_key, "estimate": key_est, "score": key_score(ref_key, key_est)}
         for kind in kinds:
             stems = audio_by_kind[kind]
             res = {}
@@ -704,6 +714,7 @@ def evaluate_transcription(
         rows.append(row)
     report_progress(progress, "eval", 1.0)
     errors = [r["tempo"]["error_bpm"] for r in rows if r["tempo"]["error_bpm"] is not None]
+    keys = [r["key"]["score"] for r in rows if "key" in r]
     pairs = [
         (v["report_midi_score"], v["all"]["f1"] if stem == "drums" else v["onset"]["f1"])
         for r in rows for res in r["results"].values() for stem, v in res.items()
@@ -735,10 +746,44 @@ def evaluate_transcription(
             "within_2bpm": float(np.mean([e <= 2.0 for e in errors])) if errors else float("nan"),
             "songs": len(errors),
         },
+        "key": {
+            "correct": float(np.mean([k == 1.0 for k in keys])) if keys else float("nan"),
+            "mirex_weighted": _mean(keys),
+            "songs": len(keys),
+        },
         "seconds": clock.seconds,
         "audio_seconds": total,
         "rtf": _rtf(clock.seconds, total),
     }
+
+
+def key_score(reference: str, estimate: str) -> float:
+    """MIREX weighted key score (``mir_eval.key.weighted_score``): 1 for the same key, 0.5 a fifth
+    away (same mode), 0.3 the relative, 0.2 the parallel key, else 0. Keys as ``"A minor"``."""
+    import mir_eval
+
+    return float(mir_eval.key.weighted_score(reference, estimate))
+
+
+_PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def _meta_key(meta: Mapping[str, Any]) -> str | None:
+    """``meta.json``'s key as ``"<tonic> major|minor"``: ``key`` a pitch class (0 = C) or a tonic
+    name, ``minor`` a bool; ``None`` when absent or unreadable."""
+    key = meta.get("key")
+    if isinstance(key, bool) or key is None:
+        return None
+    if isinstance(key, (int, float)) and float(key).is_integer():
+        tonic = _PITCH_NAMES[int(key) % 12]
+    elif isinstance(key, str) and key.strip():
+        parts = key.split()
+        if len(parts) == 2 and parts[1].lower() in ("major", "minor"):
+            return f"{parts[0]} {parts[1].lower()}"
+        tonic = key.strip()
+    else:
+        return None
+    return f"{tonic} {'minor' if meta.get('minor') else 'major'}"
 
 
 def _pearson(pairs: Sequence[tuple[float, float]]) -> float:
@@ -875,6 +920,10 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         t = results["tempo"]
         lines += ["", (f"Tempo: mean absolute error {_fmt(t['mean_abs_error_bpm'], 2)} BPM, "
                        f"within 2 BPM on {_fmt(t['within_2bpm'], 2)} of {t['songs']} songs.")]
+        k = results.get("key")
+        if k and k["songs"]:
+            lines += ["", (f"Key: correct on {_fmt(k['correct'], 2)} of {k['songs']} songs, "
+                           f"MIREX weighted score {_fmt(k['mirex_weighted'], 3)}.")]
     check = results.get("report_check")
     if check:
         line = f"Quality report check: {check['what']}: Pearson r = {_fmt(check['pearson'], 2)}"
