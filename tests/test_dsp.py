@@ -52,3 +52,13 @@ def test_split_path_does_not_import_librosa():
             "print(any(m.split('.')[0] == 'librosa' for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_window_percentile_over_neighbouring_events():
+    from stemscribe.dsp import window_percentile
+
+    times = np.array([5.0, 0.0, 1.0, 10.0])  # any order
+    values = np.array([3.0, 1.0, 2.0, 7.0])
+    out = window_percentile(times, values, 1.0, 50)
+    assert out.tolist() == [3.0, 1.5, 1.5, 7.0]  # 5 and 10 stand alone; 0 and 1 see each other
+    assert window_percentile(times, values, 100.0, 100).tolist() == [7.0] * 4

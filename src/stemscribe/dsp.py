@@ -1,4 +1,5 @@
-"""Small signal-processing helpers shared by the analysis stages: librosa's STFT and mel filters.
+"""Small signal-processing helpers shared by the analysis stages: librosa's STFT and mel filters,
+and a windowed percentile over events (:func:`window_percentile`, for the bleed checks).
 
 :func:`stft`, :func:`mel_frequencies` and :func:`mel_filters` give exactly what ``librosa.stft``
 (defaults: periodic Hann window, centred frames, zero padding, complex64), ``librosa.mel_frequencies``
@@ -85,3 +86,14 @@ def mel_filters(*, sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fm
 
 
 __all__ = ["hann", "mel_filters", "mel_frequencies", "stft"]
+
+
+def window_percentile(times: np.ndarray, values: np.ndarray, half: float, q: float) -> np.ndarray:
+    """For each event, the ``q``-th percentile of ``values`` over the events within ``half`` of its
+    time (itself included); ``times`` and ``values`` ``(n,)``, in any order."""
+    order = np.argsort(times, kind="stable")
+    t, v = np.asarray(times, dtype=float)[order], np.asarray(values, dtype=float)[order]
+    lo, hi = np.searchsorted(t, t - half, "left"), np.searchsorted(t, t + half, "right")
+    out = np.empty(len(t))
+    out[order] = [np.percentile(v[a:b], q) for a, b in zip(lo, hi)]
+    return out

@@ -34,7 +34,7 @@ Method
    a guitar or piano left in a separated drum stem make "hits" even where no drum plays. A hit
    adds energy in its family's band (kick 30-150 Hz, snare 150 Hz-5 kHz, toms 60 Hz-2 kHz,
    hi-hats and cymbals 5-20 kHz); a drum's does so well above what the other stems hold in that
-   band, leakage 20 dB or more below it. Hits are dropped where the upper quartile of that ratio
+   band, leakage typically some 20 dB below it. Hits are dropped where the upper quartile of that ratio
    over the hits within 4 s stays under -12 dB (one strong hit nearby marks drums as playing).
 
 Not detected: ride bell (written as ride 51), pedal hi-hat (written as closed), floor toms
@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from stemscribe.dsp import mel_filters, mel_frequencies, stft
+from stemscribe.dsp import mel_filters, mel_frequencies, stft, window_percentile
 from stemscribe.errors import BadArgumentError, BadInputError
 from stemscribe.types import Audio, Note, NoteTrack, Progress, report_progress
 
@@ -236,12 +236,9 @@ def _drop_bleed(notes: list[Note], M: np.ndarray, Mo: np.ndarray, freqs: np.ndar
         added = float(M[band, f : f + _ATTACK].max(axis=1).sum() - M[band, max(f - _BEFORE, 0)].sum())
         theirs = float(Mo[band, f : f + _ATTACK].max(axis=1).sum())
         ratio[i] = 20 * np.log10(max(added, 1e-9) / (theirs + 1e-9))
-    starts = np.array([n.start for n in notes])
-    keep = [
-        float(np.percentile(ratio[np.abs(starts - t) <= _BLEED_WINDOW_S], _BLEED_QUANTILE)) >= _BLEED_DB
-        for t in starts
-    ]
+    keep = window_percentile(np.array([n.start for n in notes]), ratio, _BLEED_WINDOW_S, _BLEED_QUANTILE) >= _BLEED_DB
     return [n for n, k in zip(notes, keep) if k]
+
 
 
 def _moving(x: np.ndarray, size: int, fn: str, axis: int = -1) -> np.ndarray:

@@ -39,6 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from stemscribe.dsp import window_percentile
 from stemscribe.errors import BadArgumentError, BadInputError
 from stemscribe.transcribe import basic_pitch_onnx as bp
 from stemscribe.types import Audio, Note, NoteTrack, Progress, report_progress
@@ -921,10 +922,9 @@ def drop_absent_voice(
     band = sum(10 ** (o.rms_db.astype(np.float64) / 10) for o in others)
     rel = np.array([float(feats.rms_db[a:b].mean()) - 10 * np.log10(float(band[a:b].mean()) + 1e-12)
                     for a, b, _ in notes])
-    starts = np.array([a for a, _, _ in notes])
-    window = round(_PRESENCE_WINDOW_S * _FPS)
-    return [nt for nt, a in zip(notes, starts)
-            if np.percentile(rel[np.abs(starts - a) <= window], 75) >= s.vocal_presence_db]
+    starts = np.array([a for a, _, _ in notes], dtype=float)
+    keep = window_percentile(starts, rel, _PRESENCE_WINDOW_S * _FPS, 75.0) >= s.vocal_presence_db
+    return [nt for nt, k in zip(notes, keep) if k]
 
 
 def _log_corr(x: np.ndarray, y: np.ndarray) -> float:
