@@ -78,7 +78,8 @@ def main() -> int:
         times = bp.frame_times(bp.n_output_frames(y.size))
         feats = P.SpectralFeatures.compute(y, times)
         pg = bp.run_model(y, stem="vocals")
-        notes = P.decode_mono(pg, feats, P.MONO_RANGES["vocals"], s, weak_fundamental=False, sounding=s.vocals_sounding)
+        notes = P.decode_mono(pg, feats, P.MONO_RANGES["vocals"], s, weak_fundamental=False, sounding=s.vocals_sounding,
+                              enter=s.vocals_enter)
         others = [P.SpectralFeatures.compute(P._prepare(stems[o], o), times) for o in STEMS if o != "vocals"]
         return P.drop_quiet(notes, feats, s), feats, others, pg.times
 

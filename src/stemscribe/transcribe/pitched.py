@@ -65,7 +65,14 @@ class DecodeSettings:
     mono_active: float = 0.3  # note posterior at which a pitch beats silence
     mono_change: float = 6.0  # log cost of changing pitch without an onset
     mono_octave: float = 4.0  # extra log cost for a leap of exactly 12 semitones
-    mono_enter: float = 2.0  # log cost of starting a note from silence without an onset
+    mono_enter: float = 2.0  # log cost of starting a note from silence without an onset ...
+    # ... as the transcribers set it per stem: where a separated stem carries other instruments'
+    # residue, a note should start at an onset. Swept 2-10 on lite stems and true stems of the
+    # devset, 40 rendered songs and 94 MUSDB clips (2026-12-05): bass gains to 6 and holds to 8
+    # (devset separated onset F1 0.659 -> 0.713, rendered 0.735 -> 0.780); vocals gain to 4
+    # (devset 0.613 -> 0.670) and lose on real clips beyond it
+    bass_enter: float = 6.0
+    vocals_enter: float = 4.0
     mono_onset_gain: float = 6.0  # how much an onset posterior of 1 lowers those costs
     # log cost of silence where the stem is clearly sounding: helps weak low bass notes; none for
     # vocals, whose separated stems carry other instruments' bleed where the voice rests
@@ -213,6 +220,7 @@ def _transcribe_prepared(
             settings,
             weak_fundamental=stem == "bass",
             sounding=settings.bass_sounding if stem == "bass" else settings.vocals_sounding,
+            enter=settings.bass_enter if stem == "bass" else settings.vocals_enter,
         )
     else:
         notes = decode_poly(pg, feats, settings)
@@ -333,12 +341,14 @@ def decode_mono(
     *,
     weak_fundamental: bool = False,
     sounding: float = 0.0,
+    enter: float | None = None,
 ) -> list[RawNote]:
     """One note at a time: Viterbi over silence + the pitches in ``pitch_range`` (MIDI, inclusive).
 
     ``weak_fundamental``: the instrument's fundamental may be weak (bass), which the octave check
     then tolerates. ``sounding``: log cost of silence where the stem is loud (within 30 dB of its
-    loud level).
+    loud level). ``enter``: log cost of starting a note from silence without an onset (default
+    ``settings.mono_enter``).
     """
     lo = max(pitch_range[0], bp.MIDI_OFFSET) - bp.MIDI_OFFSET
     hi = min(pitch_range[1], bp.MIDI_OFFSET + bp.N_NOTE_BINS - 1) - bp.MIDI_OFFSET
@@ -350,7 +360,7 @@ def decode_mono(
     # for the lowest bass notes rarely pass 0.3) without inventing notes in quiet passages
     loud = float(np.percentile(feats.rms_db, 95))
     loudness = 1.0 / (1.0 + np.exp(-(feats.rms_db - (loud - 30.0)) / 3.0))
-    path = _viterbi_mono(note, onset, -sounding * loudness, settings)
+    path = _viterbi_mono(note, onset, -sounding * loudness, settings, settings.mono_enter if enter is None else enter)
     attacks = _attack_frames(feats.rms_db)
     notes: list[RawNote] = []
     t = 0
@@ -487,18 +497,20 @@ def _refine_starts(notes: list[RawNote], onset: np.ndarray, attacks: np.ndarray)
     return out
 
 
-def _viterbi_mono(note: np.ndarray, onset: np.ndarray, silence: np.ndarray, s: DecodeSettings) -> np.ndarray:
+def _viterbi_mono(note: np.ndarray, onset: np.ndarray, silence: np.ndarray, s: DecodeSettings,
+                  enter: float) -> np.ndarray:
     """Best state path ``(n_frames,)``: 0 = silence, ``k + 1`` = pitch bin ``k`` of ``note`` ``(T, K)``.
 
     ``silence`` ``(T,)`` is the log score of the silence state per frame; a pitch scores the log-odds
-    of its note posterior against ``mono_active``."""
+    of its note posterior against ``mono_active``; ``enter`` is the cost of starting a note without
+    an onset."""
     n_frames, k = note.shape
     eps = 1e-4
     # log-odds of each pitch against the activity threshold; silence scores 0
     emit = np.log(np.clip(note, eps, 1.0)) - np.log(s.mono_active)
     onset_peak = _peak_picked(onset)
     change_cost = s.mono_change - s.mono_onset_gain * onset_peak  # (T, K): cost to move into pitch k
-    enter_cost = np.maximum(s.mono_enter - s.mono_onset_gain * onset_peak, 0.0)
+    enter_cost = np.maximum(enter - s.mono_onset_gain * onset_peak, 0.0)
     change_cost = np.maximum(change_cost, 0.5)
     octave = np.zeros(k, bool)
     back = np.zeros((n_frames, k + 1), np.int32)
