@@ -883,8 +883,7 @@ def drop_vocal_bleed(
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
-    loud, floor = np.percentile(feats.rms_db, [95, 10])
-    if floor < loud - s.vocal_clean_db:
+    if _is_clean(feats, s):
         return notes  # the rests are (near) digital silence: a clean stem, nothing leaks into it
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
@@ -901,6 +900,13 @@ def drop_vocal_bleed(
                 continue
         out.append((a, b, p))
     return out
+
+
+def _is_clean(feats: SpectralFeatures, s: DecodeSettings) -> bool:
+    """A stem whose quietest tenth of frames lies ``vocal_clean_db`` under its loud level: silent
+    rests, as a real vocal track (or a perfect separation) has."""
+    loud, floor = np.percentile(feats.rms_db, [95, 10])
+    return bool(floor < loud - s.vocal_clean_db)
 
 
 def drop_absent_voice(
@@ -928,8 +934,7 @@ def drop_absent_voice(
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
-    loud, floor = np.percentile(feats.rms_db, [95, 10])
-    if floor < loud - s.vocal_clean_db:
+    if _is_clean(feats, s):
         return notes  # a clean stem (silent rests): nothing was misplaced into it, however soft the voice
     band = sum(10 ** (o.rms_db.astype(np.float64) / 10) for o in others)
     rel = np.array([float(feats.rms_db[a:b].mean()) - 10 * np.log10(float(band[a:b].mean()) + 1e-12)
