@@ -99,7 +99,7 @@ class DecodeSettings:
     vocal_clean_db: float = 50.0  # no gate for a stem whose quietest tenth is this far under its loud level
     # vocals: no voice at all where the stem stays this far under the other stems together (the
     # upper quartile of its notes' levels within +-6 s); see drop_absent_voice
-    vocal_presence_db: float = -10.0
+    vocal_presence_db: float = -12.0
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -922,15 +922,16 @@ def drop_absent_voice(
     stem's own loud level, which is then the leakage itself. A sung note is rarely far under the
     rest of the band: over each note, the stem's level against the other stems together; a note is
     dropped when the upper quartile of that over the notes within +-6 s is under
-    ``vocal_presence_db`` (-10 dB). Judging the neighbourhood, not the note, keeps the quiet notes
+    ``vocal_presence_db`` (-12 dB). Judging the neighbourhood, not the note, keeps the quiet notes
     of a sung phrase. A clean stem (silent rests, as :func:`drop_vocal_bleed` tells it) is left
-    alone: a true vocal track mixed far under the band is still a voice (on the rendered songs'
-    true stems, checking them cost 0.06 of onset F1).
+    alone: a true vocal track mixed far under the band is still a voice.
 
-    Measured on lite stems (``benchmarks/vocal_presence.py``): in instrumental remixes (the true
-    drums + bass + other of each song, separated) the notes left on the vocal stem fell to 14 % (15
-    held-out MUSDB clips), 32 % (79 training clips) and 47 % (40 rendered POP909 songs), while 98-100
-    % of the correct notes on the songs with their voice stayed.
+    Measured on lite stems (``benchmarks/vocal_presence.py``, crn-y2 weights): in instrumental
+    remixes (the true drums + bass + other of each song, separated) the vocal notes per second fell
+    from 2.12 to 0.73 (15 held-out MUSDB clips) and from 1.15 to 0.49 (40 rendered POP909 songs),
+    with the vocal onset F1 of the songs with singing unchanged. -10 dB removed more (to 0.28 and
+    0.62 with the crn-w weights) but emptied the vocal part of the README's demo song, whose
+    synthetic voice lite leaves about 11 dB under the band.
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
