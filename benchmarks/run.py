@@ -316,7 +316,7 @@ def _symbolic_key_scores(folder: Path) -> tuple[float, float]:
     import pretty_midi
 
     from stemscribe.evaluate import _meta_key, key_score
-    from stemscribe.transcribe.key import PITCH_CLASSES, key_scores
+    from stemscribe.transcribe.key import key_of_profile
 
     scores = []
     for meta_file in sorted(folder.glob("*/meta.json")):
@@ -328,8 +328,7 @@ def _symbolic_key_scores(folder: Path) -> tuple[float, float]:
             if mid.stem != "drums":
                 for n in pretty_midi.PrettyMIDI(str(mid)).instruments[0].notes:
                     hist[n.pitch % 12] += n.end - n.start
-        mode, tonic = np.unravel_index(int(np.argmax(key_scores(hist))), (2, 12))
-        scores.append(key_score(ref, f"{PITCH_CLASSES[tonic]} {'minor' if mode else 'major'}"))
+        scores.append(key_score(ref, key_of_profile(hist)))
     return (float(np.mean([x == 1.0 for x in scores])), float(np.mean(scores))) if scores else (float("nan"),) * 2
 
 

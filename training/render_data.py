@@ -95,8 +95,9 @@ def load_song(folder: Path) -> dict:
     if (folder / "key_audio.txt").is_file():
         for line in (folder / "key_audio.txt").read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 3 and parse_root(parts[2]) is not None:
-                keys.append((parse_root(parts[2]), parts[2].endswith("min")))
+            tonic = parse_root(parts[2]) if len(parts) >= 3 else None
+            if tonic is not None:
+                keys.append((tonic, parts[2].endswith("min")))
     return {"tracks": tracks, "beats": beats[:, 0], "downbeats": beats[:, 2] > 0.5, "chords": chords, "keys": keys}
 
 

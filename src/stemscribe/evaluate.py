@@ -765,17 +765,16 @@ def key_score(reference: str, estimate: str) -> float:
     return float(mir_eval.key.weighted_score(reference, estimate))
 
 
-_PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-
 def _meta_key(meta: Mapping[str, Any]) -> str | None:
     """``meta.json``'s key as ``"<tonic> major|minor"``: ``key`` a pitch class (0 = C) or a tonic
     name, ``minor`` a bool; ``None`` when absent or unreadable."""
+    from .transcribe.key import PITCH_CLASSES
+
     key = meta.get("key")
     if isinstance(key, bool) or key is None:
         return None
     if isinstance(key, (int, float)) and float(key).is_integer():
-        tonic = _PITCH_NAMES[int(key) % 12]
+        tonic = PITCH_CLASSES[int(key) % 12]
     elif isinstance(key, str) and key.strip():
         parts = key.split()
         if len(parts) == 2 and parts[1].lower() in ("major", "minor"):

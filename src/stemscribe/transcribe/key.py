@@ -87,6 +87,12 @@ def estimate_key(audio: Audio) -> str:
     frames = full + _BASS_WEIGHT * bass * (full.sum() / (bass.sum() + 1e-12))
     opening = frames[:, : max(1, min(frames.shape[1] // 8, int(_OPENING_MAX_S * _SR / _HOP)))]
     profile = frames.sum(axis=1) / frames.sum() + _OPENING_WEIGHT * opening.sum(axis=1) / (opening.sum() + 1e-12)
+    return key_of_profile(profile)
+
+
+def key_of_profile(profile: np.ndarray) -> str:
+    """The best-correlated key of a pitch-class profile ``(12,)`` (audio chroma or note durations),
+    as ``"<tonic> major|minor"``; a flat profile gives ``"C major"``."""
     scores = key_scores(profile)
     if not np.any(scores):
         return "C major"
