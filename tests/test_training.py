@@ -101,3 +101,33 @@ def test_render_data_reads_pop909_keys(tmp_path):
     assert render_data.load_song(song)["keys"] == [(1, True), (4, False)]
     (song / "key_audio.txt").unlink()
     assert render_data.load_song(song)["keys"] == []
+
+
+def test_training_loss_and_export_with_the_input_level_normalisation(train, tmp_path):
+    # a model that normalises its input level trains on level-normalised features (the loss passes
+    # the mixture's gains), so a louder copy of a batch gives the same loss; export --level ships it
+    import json
+
+    import numpy as np
+    import torch
+
+    from stemscribe.separate.lite_net import LEVEL_DEFAULTS, LiteNet
+
+    export = _training_module("export")
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8]}
+    torch.manual_seed(0)
+    net = LiteNet({**cfg, "level": {}})
+    stems = torch.from_numpy((np.random.default_rng(2).standard_normal((2, 4, 2, 22050)) * 0.05).astype(np.float32))
+    with torch.no_grad():
+        quiet, loud = train.loss_fn(net, stems, 0.1), train.loss_fn(net, 8 * stems, 0.1)
+    assert float(quiet) == pytest.approx(float(loud), rel=1e-3, abs=1e-4)
+    plain = LiteNet(cfg)
+    with torch.no_grad():
+        assert abs(float(train.loss_fn(plain, stems, 0.1)) - float(train.loss_fn(plain, 8 * stems, 0.1))) > 1e-3
+    with pytest.raises(ValueError, match="feature_gains"):
+        net.separate_spec(net.stft(net.frame(stems.sum(1))))
+    ckpt = tmp_path / "c.pt"
+    torch.save({"config": cfg, "model": plain.state_dict(), "step": 5, "seconds": 1.0}, ckpt)
+    export.export(ckpt, tmp_path / "out", temperature=1.2, level=True)
+    config = json.loads((tmp_path / "out" / "lite.json").read_text())["config"]
+    assert config["level"] == LEVEL_DEFAULTS and config["temperature"] == 1.2

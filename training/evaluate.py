@@ -116,6 +116,8 @@ def main() -> None:
     p.add_argument("--sets", default="musdb-valid,devset")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--gain-db", type=float, default=0.0,
+                   help="play every clip this much louder (references too): e.g. 9.5 for a mastered song's level")
     args = p.parse_args()
     import torch
 
@@ -128,9 +130,13 @@ def main() -> None:
     def model(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         return {k: v.samples for k, v in sep.separate(Audio(mix, sr)).items()}
 
-    report = {"weights": str(args.weights or "package"), "manifest_version": sep.manifest.get("version")}
+    report = {"weights": str(args.weights or "package"), "manifest_version": sep.manifest.get("version"),
+              **({"gain_db": args.gain_db} if args.gain_db else {})}
     for name in args.sets.split(","):
         clips = {"musdb-valid": musdb_valid, "devset": devset}[name]()
+        if args.gain_db:
+            g = 10 ** (args.gain_db / 20)
+            clips = [(n, m * g, {s: r * g for s, r in refs.items()}, sr) for n, m, refs, sr in clips]
         seconds = sum(m.shape[-1] / sr for _, m, _, sr in clips)
         m, took = score(clips, model)
         report[name] = {"clips": len(clips), "model": m, "model_cpu_rtf": round(took / seconds, 4)}

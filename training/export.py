@@ -1,7 +1,7 @@
 """Export a training checkpoint to the shipped format: ``lite.safetensors`` (float16 weights) +
 ``lite.json`` (config, sha256, scores, training time, licence notes).
 
-    python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models] [--temperature T]
+    python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models] [--temperature T] [--level]
 
 ``--temperature`` sets the inference softmax temperature in the shipped config (pick it with
 ``training/tune_temperature.py`` on the held-out clips); ``validation_sdr_db`` stays the
@@ -46,7 +46,14 @@ def describe_data(history: list[dict]) -> str:
     return text
 
 
-def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> Path:
+def _level_defaults() -> dict:
+    """The input level normalisation of ``stemscribe.separate.lite_net`` (imported from the source tree)."""
+    import train
+
+    return train.LEVEL_DEFAULTS
+
+
+def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None, level: bool = False) -> Path:
     """Write ``out_dir/lite.safetensors`` and ``out_dir/lite.json`` atomically; returns the weights path."""
     import torch
     from safetensors.torch import save_file
@@ -68,7 +75,8 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None) -> 
         "sha256": digest,
         "bytes": tmp.stat().st_size,
         "dtype": "float16",
-        "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature is not None else {})},
+        "config": {**ckpt["config"], **({"temperature": float(temperature)} if temperature is not None else {}),
+                   **({"level": dict(_level_defaults())} if level and ckpt["config"].get("level") is None else {})},
         "parameters": int(sum(v.numel() for v in tensors.values())),
         "training": {"step": int(ckpt["step"]), "hours": round(float(ckpt["seconds"]) / 3600, 3),
                      **({"averaged_steps": ckpt["averaged_steps"]} if "averaged_steps" in ckpt else {})},
@@ -90,10 +98,12 @@ def main() -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=PACKAGE_DIR)
     p.add_argument("--temperature", type=float, default=None, help="inference softmax temperature to ship")
+    p.add_argument("--level", action="store_true",
+                   help="ship the input level normalisation (LEVEL_DEFAULTS in lite_net.py) with a checkpoint trained without it")
     args = p.parse_args()
     if args.temperature is not None and not 0.25 <= args.temperature <= 4:
         p.error(f"--temperature {args.temperature}: expected a value between 0.25 and 4 (1 = as trained)")
-    print(export(args.checkpoint, args.out, args.temperature))
+    print(export(args.checkpoint, args.out, args.temperature, args.level))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def _load_lite_net():
 
 _net = _load_lite_net()
 LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
+LEVEL_DEFAULTS = _net.LEVEL_DEFAULTS
 
 import export as export_mod
 from render_data import room
@@ -230,7 +231,7 @@ def loss_fn(net: LiteNet, stems: torch.Tensor, sdr_weight: float = 0.0,
     w = w / w.mean()
     spec = net.stft(net.frame(stems))
     mix = spec.sum(1)
-    y = net.separate_spec(mix)
+    y = net.separate_spec(mix, net.feature_gains(stems.sum(1)))
     target = spec[:, :, :, : y.shape[3]]
     scale = stems.sum(1).abs().mean(dim=(-2, -1)).clamp_min(1e-4).view(-1, 1, 1, 1, 1)
     yr, tr = torch.view_as_real(y), torch.view_as_real(target)
@@ -265,7 +266,11 @@ def input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, length: in
     feats = []
     for _ in range(batches):
         stems = torch.from_numpy(make_batch(clips, rng, 4, length))
-        f = net.features(net.stft(net.frame(stems.sum(1))))
+        mix = stems.sum(1)
+        gains = net.feature_gains(mix)  # the input level normalisation, when the model has it
+        f = net.features(net.stft(net.frame(mix)))
+        if gains is not None:
+            f = f * gains[..., : f.shape[1], None]
         feats.append(f.reshape(-1, f.shape[-1]))
     x = torch.cat(feats)
     return x.mean(0), 1.0 / (x.std(0) + 1e-3)
@@ -390,6 +395,9 @@ def main() -> None:
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
                    help="weight of each stem in the loss (normalised to mean 1; default all equal)")
     p.add_argument("--keep-all", action="store_true", help="keep every checkpoint's weights in <ckpt-dir>/steps/")
+    p.add_argument("--level", action="store_true",
+                   help="train with the input level normalisation the package ships (LEVEL_DEFAULTS); "
+                        "a checkpoint or package weights that have it keep it")
     p.add_argument("--anneal", action="store_true",
                    help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
     p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
@@ -433,6 +441,9 @@ def main() -> None:
               flush=True)
     if state is not None:
         config = state["config"]
+    if args.level and config.get("level") is None:
+        config = {**config, "level": dict(_net.LEVEL_DEFAULTS)}
+        print(f"input level normalisation on: {config['level']}", flush=True)
     net = LiteNet(config).to(device)
     # the first encoder layer may learn faster (a new, zero-initialised input channel lives there),
     # and so may the full-resolution refinement (new, its output layer zero-initialised)

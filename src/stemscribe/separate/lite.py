@@ -135,7 +135,7 @@ class LiteStreamer:
     plus the block length.  ``flush()`` returns the rest, so total output length equals total input.
     """
 
-    def __init__(self, sep: LiteSeparator, channels: int = 2) -> None:
+    def __init__(self, sep: LiteSeparator, channels: int = 2, level: float | None = None) -> None:
         from .lite_net import LiteStream
 
         if channels not in (1, 2):
@@ -144,7 +144,7 @@ class LiteStreamer:
         self.stems = sep.stems
         self.sr = sep.sr
         self.latency = sep.latency
-        self._stream = LiteStream(sep.net)
+        self._stream = LiteStream(sep.net, level)
 
     def _prep(self, block: np.ndarray) -> Any:
         import torch
@@ -206,9 +206,28 @@ class LiteSeparator(Separator):
         """Algorithmic latency of live separation in samples (window + look-ahead)."""
         return int(self.net.latency)
 
-    def stream(self, channels: int = 2) -> LiteStreamer:
-        """A fresh :class:`LiteStreamer` for live separation at :attr:`sr`."""
-        return LiteStreamer(self, channels)
+    def stream(self, channels: int = 2, level: float | None = None) -> LiteStreamer:
+        """A fresh :class:`LiteStreamer` for live separation at :attr:`sr`.
+
+        ``level``: the input's level (:meth:`input_level`) when it is known in advance, as for a
+        whole file; a live stream leaves it out and the model measures the level as it listens."""
+        return LiteStreamer(self, channels, level)
+
+    def input_level(self, samples: np.ndarray) -> float | None:
+        """The level the model normalises ``(channels, n)`` samples at the model rate by (mean
+        square of the audible hop blocks); None when the model does not normalise level."""
+        net = self.net
+        if not net.level:
+            return None
+        import torch
+
+        x = np.asarray(samples)
+        step = net.hop * 2048  # about 24 s per piece: no full-length copy
+        end = x.shape[1] - x.shape[1] % net.hop
+        powers = [net.hop_powers(torch.from_numpy(np.nan_to_num(x[None, :, i : min(i + step, end)])
+                                                  .astype(np.float32)))
+                  for i in range(0, end, step)]
+        return float(net.level_of(torch.cat(powers, dim=1))[0]) if powers else None
 
     def separate(self, audio: Audio, *, progress: Progress | None = None) -> dict[str, Audio]:
         """Split ``audio`` ``(channels, n)`` into ``{stem: Audio}`` at the input's rate and length.
@@ -227,7 +246,7 @@ class LiteSeparator(Separator):
             from ..audio import resample
 
             work = resample(work, self.sr)
-        streamer = self.stream(channels)
+        streamer = self.stream(channels, self.input_level(work.samples))
         n = work.n_samples
         # written in place, chunk by chunk: each stem is then a contiguous view (no second copy of
         # all four stems, about 850 MB for a 10-minute stereo file)
