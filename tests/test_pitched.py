@@ -183,6 +183,30 @@ def test_transcribe_stems_matches_per_stem_calls():
     assert [n.pitch for n in together["vocals"].notes] == [67]
 
 
+def test_the_same_song_louder_or_quieter_gives_the_same_notes():
+    # a song is transcribed at one reference level (DecodeSettings.level_db): a chord part that is
+    # quiet under the band is kept however quietly the whole song was recorded (at -45 dB its notes
+    # fell under the absolute -60 dBFS floor before), and velocities do not follow the recording level
+    from stemscribe.transcribe.pitched import DecodeSettings
+
+    rng = np.random.default_rng(11)
+    total = 3.0
+    stems = {
+        "other": Audio(sum(tone(p, 0.3, 1.5, total, amp=0.06, rng=rng) for p in (60, 64, 67)), SR),
+        "bass": Audio(tone(36, 0.3, 2.0, total, amp=0.6, rng=rng), SR),
+        "drums": Audio((0.2 * rng.standard_normal(round(total * SR))).astype(np.float32), SR),
+    }
+
+    def notes(gain, settings=DecodeSettings()):
+        song = {k: Audio(a.samples * gain, SR) for k, a in stems.items()}
+        return [(n.pitch, round(n.start, 3), n.velocity) for n in transcribe_stems(song, settings=settings)["other"].notes]
+
+    ref = notes(1.0)
+    assert {p for p, _, _ in ref} == {60, 64, 67}
+    assert notes(10 ** (-45 / 20)) == ref == notes(3.0)
+    assert notes(10 ** (-45 / 20), DecodeSettings(level_db=None)) == []  # as recorded: under the floor
+
+
 def test_progress_reports_transcribe_stage():
     events = []
     rng = np.random.default_rng(9)
