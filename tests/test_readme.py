@@ -33,5 +33,7 @@ def test_readme_quick_start_split(tmp_path, monkeypatch):
     report = json.loads((song / "report.json").read_text())
     assert abs(report["tempo_bpm"] - 110.0) < 2.0  # the demo is made at 110 BPM
     assert report["key"] == "A minor"
-    assert report["note_counts"]["drums"] > 0 and report["note_counts"]["bass"] > 0
+    # every part of the demo is played, so every part gets notes: the voice-presence check once emptied
+    # the vocal part when new lite weights left the demo's voice a little quieter under the band
+    assert all(report["note_counts"][stem] > 0 for stem in ("drums", "bass", "other", "vocals")), report["note_counts"]
     assert len(mido.MidiFile(song / "demo.mid").tracks) == 5

@@ -101,8 +101,9 @@ class DecodeSettings:
     vocal_gate_ratio_db: float = 0.0  # ... i.e. unless every other stem is this much weaker there
     vocal_clean_db: float = 50.0  # no gate for a stem whose quietest tenth is this far under its loud level
     # vocals: no voice at all where the stem stays this far under the other stems together (the
-    # upper quartile of its notes' levels within +-6 s); see drop_absent_voice
-    vocal_presence_db: float = -12.0
+    # upper quartile of its notes' levels within +-6 s); see drop_absent_voice. It depends on how
+    # loud the separator leaves a voice: -12 with the crn-y2 lite weights, -15 since crn-y6
+    vocal_presence_db: float = -15.0
     # every song is transcribed as if its mixture (the stem and its ``others`` summed) sat at this
     # level: mean square of its audible 0.1 s blocks, dBFS (None: as recorded). It is the median of
     # the sets the knobs above were tuned on (devset -17.6, 40 rendered songs -16.5, 94 MUSDB clips
@@ -959,16 +960,17 @@ def drop_absent_voice(
     stem's own loud level, which is then the leakage itself. A sung note is rarely far under the
     rest of the band: over each note, the stem's level against the other stems together; a note is
     dropped when the upper quartile of that over the notes within +-6 s is under
-    ``vocal_presence_db`` (-12 dB). Judging the neighbourhood, not the note, keeps the quiet notes
+    ``vocal_presence_db`` (-15 dB). Judging the neighbourhood, not the note, keeps the quiet notes
     of a sung phrase. A clean stem (silent rests, as :func:`drop_vocal_bleed` tells it) is left
     alone: a true vocal track mixed far under the band is still a voice.
 
-    Measured on lite stems (``benchmarks/vocal_presence.py``, crn-y2 weights): in instrumental
-    remixes (the true drums + bass + other of each song, separated) the vocal notes per second fell
-    from 2.12 to 0.73 (15 held-out MUSDB clips) and from 1.15 to 0.49 (40 rendered POP909 songs),
-    with the vocal onset F1 of the songs with singing unchanged. -10 dB removed more (to 0.28 and
-    0.62 with the crn-w weights) but emptied the vocal part of the README's demo song, whose
-    synthetic voice lite leaves about 11 dB under the band.
+    Measured on lite stems (``benchmarks/vocal_presence.py``, crn-y6 weights): in instrumental
+    remixes (the true drums + bass + other of each song, separated) the vocal notes per second fall
+    from 2.19 to 1.51 (15 held-out MUSDB clips) and from 1.12 to 0.59 (40 rendered POP909 songs),
+    with the vocal onset F1 of the songs with singing unchanged. The level follows the separator:
+    crn-y6 leaves voices quieter than crn-y2 did, and the -12 dB that suited crn-y2 (2.12 -> 0.73 and
+    1.15 -> 0.49 then) cost a rendered song its vocal notes and emptied the vocal part of the
+    README's demo song, whose synthetic voice crn-y6 leaves 14 dB under the band.
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
