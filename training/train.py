@@ -267,10 +267,8 @@ def input_stats(net: LiteNet, clips: Clips, rng: np.random.Generator, length: in
     for _ in range(batches):
         stems = torch.from_numpy(make_batch(clips, rng, 4, length))
         mix = stems.sum(1)
-        gains = net.feature_gains(mix)  # the input level normalisation, when the model has it
-        f = net.features(net.stft(net.frame(mix)))
-        if gains is not None:
-            f = f * gains[..., : f.shape[1], None]
+        # with the input level normalisation when the model has it (feature_gains is None otherwise)
+        f = net.features(net.stft(net.frame(mix)), net.feature_gains(mix))
         feats.append(f.reshape(-1, f.shape[-1]))
     x = torch.cat(feats)
     return x.mean(0), 1.0 / (x.std(0) + 1e-3)

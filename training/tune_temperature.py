@@ -31,7 +31,8 @@ def main() -> None:
     valid = train.Clips("valid")
     devset = train.load_devset(args.devset) if args.devset.is_dir() else []
     for t in (float(v) for v in args.set.split(",")):
-        level = {"level": dict(train.LEVEL_DEFAULTS)} if args.level else {}
+        # a checkpoint trained with the level normalisation keeps its own settings (as export.py --level)
+        level = {"level": dict(train.LEVEL_DEFAULTS)} if args.level and ckpt["config"].get("level") is None else {}
         net = train.LiteNet({**ckpt["config"], "temperature": t, **level})
         net.load_state_dict(ckpt["model"])
         held = {k: round(v, 3) for k, v in train.validate(net, valid).items()}

@@ -152,15 +152,17 @@ class LiteNet(nn.Module):
         frames = xp.unfold(-1, self.n_fft, self.hop) * self.window
         return torch.fft.rfft(frames, dim=-1)
 
-    def features(self, spec: torch.Tensor) -> torch.Tensor:
+    def features(self, spec: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, channels, frames, bins)`` complex -> un-normalised input features
-        ``(batch, frames, in_channels * bins)``: compressed magnitudes, channel-major."""
+        ``(batch, frames, in_channels * bins)``: compressed magnitudes, channel-major; ``gains``
+        ``(batch, frames)`` (:meth:`feature_gains`) scale them (input level normalisation)."""
         if self.side:
             spec = torch.cat([spec, spec[:, :1] - spec[:, 1:2]], dim=1)
         # (re^2 + im^2)^(p/2): complex abs() is slow on CPU
         mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (self.power / 2)
         b, c, t, f = mag.shape
-        return mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
+        feat = mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
+        return feat if gains is None else feat * gains[..., :t, None]
 
     # -- input level (config "level") -------------------------------------------------------
     def hop_powers(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,10 +218,7 @@ class LiteNet(nn.Module):
     def encode(self, spec: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``; ``gains``
         ``(batch, frames)`` scale the features (input level normalisation)."""
-        feat = self.features(spec)
-        if gains is not None:
-            feat = feat * gains[..., : feat.shape[1], None]
-        feat = (feat - self.in_mean) * self.in_scale
+        feat = (self.features(spec, gains) - self.in_mean) * self.in_scale
         b, t = feat.shape[:2]
         c, f = self.in_channels, self.n_bins
         if self.arch == "dense":
