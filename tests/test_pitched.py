@@ -357,3 +357,15 @@ def test_instrumental_lead_left_in_the_vocal_stem_is_no_voice_a_sung_line_under_
     # ... and a clean vocal track (silent rests: nothing misplaced in it) keeps them however soft
     track = transcribe_pitched(Audio(0.1 * sung, SR), stem="vocals", others={"other": Audio(2 * band, SR)})
     assert onsets_match(track.notes, melody), track.notes
+
+
+def test_the_accented_note_of_a_chord_gets_the_higher_velocity():
+    # in a chord the stem's power is the same for every note; each note's own fundamental is not
+    rng = np.random.default_rng(12)
+    y = tone(60, 0.3, 1.5, 2.5, amp=0.03, rng=rng) + tone(64, 0.3, 1.5, 2.5, amp=0.03) + tone(67, 0.3, 1.5, 2.5, amp=0.15)
+    notes = {n.pitch: n.velocity for n in transcribe_pitched(Audio(y, SR), stem="other").notes}
+    assert set(notes) == {60, 64, 67}
+    assert notes[67] >= max(notes[60], notes[64]) + 12  # 14 dB louder -> about 25 velocity steps
+    # one note at a time the note's velocity is the stem's power, as before
+    solo = transcribe_pitched(Audio(tone(67, 0.3, 1.5, 2.5, amp=0.15), SR), stem="vocals").notes
+    assert len(solo) == 1 and 1 <= solo[0].velocity <= 127

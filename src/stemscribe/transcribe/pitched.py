@@ -273,7 +273,7 @@ def _transcribe_prepared(
             notes = drop_absent_voice(notes, feats, other_feats, settings)
         else:
             notes = drop_bleed(notes, feats, other_feats, settings)
-    track.notes = _to_notes(notes, feats, pg.times)
+    track.notes = _to_notes(notes, feats, pg.times, per_note=stem not in MONO_RANGES)
     report_progress(progress, "transcribe", 1.0, stem=stem)
     return track
 
@@ -992,15 +992,44 @@ def _log_corr(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(u, v)[0, 1])
 
 
-def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray) -> list[Note]:
-    """Frame-indexed notes to :class:`Note` in seconds, velocity from the note's RMS (-40..0 dBFS -> 31..127)."""
+#: frames of a note's start whose fundamental power sets its velocity in a chord (~0.23 s)
+_VELOCITY_FRAMES = 20
+#: how far a note's velocity follows its own fundamental's deviation from the stem's median note (dB per dB)
+_VELOCITY_SPREAD = 0.75
+
+
+def _note_levels_db(notes: list[RawNote], feats: SpectralFeatures, *, per_note: bool) -> np.ndarray:
+    """Each note's level in dBFS, from which its velocity follows.
+
+    One note at a time (``per_note=False``: vocals, bass) it is the stem's power over the note. In a
+    chord every note would get the same, so with ``per_note`` the level is the stem's median note
+    level plus ``_VELOCITY_SPREAD`` times how far the note's own fundamental (power over its first
+    ~0.23 s) stands from the median note's: the accented note of a chord comes out louder.
+    Measured (``benchmarks/velocity.py``): rank correlation of matched "other" notes' velocities with
+    the reference, mean over the devset and 40 rendered POP909 songs, 0.28 -> 0.46 on true stems
+    and 0.13 -> 0.30 on ``lite`` stems; for the monophonic stems the stem's power stayed better.
+    """
+    stem_db = np.array([_note_level_db(feats, a, b) for a, b, _ in notes])
+    if not per_note or len(notes) < 2:
+        return stem_db
+    own = np.array([
+        10 * np.log10(float(feats.fund_power[a : min(b, a + _VELOCITY_FRAMES), p - bp.MIDI_OFFSET].mean()) + 1e-12)
+        for a, b, p in notes
+    ])
+    return float(np.median(stem_db)) + _VELOCITY_SPREAD * (own - float(np.median(own)))
+
+
+def _to_notes(notes: list[RawNote], feats: SpectralFeatures, times: np.ndarray, *, per_note: bool = False) -> list[Note]:
+    """Frame-indexed notes to :class:`Note` in seconds, velocity from the note's level (-40..0 dBFS -> 31..127;
+    see :func:`_note_levels_db`)."""
     out = []
     last = times.size - 1
     hop = 1.0 / _FPS
-    for a, b, p in sorted(notes):
+    notes = sorted(notes)
+    levels = _note_levels_db(notes, feats, per_note=per_note)
+    for (a, b, p), level in zip(notes, levels):
         start = float(times[a])
         end = float(times[b]) if b <= last else float(times[last]) + hop
-        level = _note_level_db(feats, a, b)
         velocity = int(np.clip(round(127 + 2.4 * level), 1, 127))
         out.append(Note(pitch=int(p), start=max(start, 0.0), end=max(end, start + hop), velocity=velocity))
     return out
