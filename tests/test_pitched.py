@@ -85,11 +85,12 @@ def test_bass_line_known_notes_monophonic_in_range():
     assert all(a.end <= b.start + 1e-6 for a, b in zip(track.notes, track.notes[1:]))
 
 
-@pytest.mark.parametrize("fundamental", [0.25, 0.1])
+@pytest.mark.parametrize("fundamental", [0.25, 0.1, 0.03])
 @pytest.mark.parametrize("pitch", [28, 36, 40, 45])
 def test_bass_with_weak_fundamental_has_no_octave_error(pitch, fundamental):
     rng = np.random.default_rng(2)
-    # fundamental 12 or 20 dB under the 2nd harmonic: a bass through a small speaker
+    # fundamental 12 or 20 dB under the 2nd harmonic: a bass through a small speaker; 30 dB under
+    # it, as a separator can leave it (the spectral test, used for bass before, read it an octave up)
     y = tone(pitch, 0.3, 1.0, 1.6, amp=0.6, harmonics=(fundamental, 1.0, 0.5, 0.3), decay=1.0, rng=rng)
     track = transcribe_pitched(Audio(y, SR), stem="bass")
     assert [n.pitch for n in track.notes] == [pitch]
