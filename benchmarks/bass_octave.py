@@ -34,8 +34,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from song_sets import STEMS, add_arguments, songs
 
-    add_arguments(ap)
-    ap.add_argument("--train", action="store_true", help="also the 79 MUSDB clips that lite was trained on")
+    add_arguments(ap, train=True)
     args = ap.parse_args()
 
     from stemscribe.evaluate import note_scores

@@ -17,12 +17,15 @@ DEVSET = ROOT.parent / "shared" / "data" / "devset"
 STEMS = ("drums", "bass", "other", "vocals")
 
 
-def add_arguments(ap) -> None:
-    """The options that pick the sets: ``--rendered``, ``--devset``, ``--musdb``, plus ``--json``."""
+def add_arguments(ap, *, train: bool = False) -> None:
+    """The options that pick the sets: ``--rendered``, ``--devset``, ``--musdb`` (and with ``train``
+    ``--train``), plus ``--json``."""
     ap.add_argument("--rendered", type=Path, help="labelled render (training/render_data.py --labelled)")
     ap.add_argument("--devset", type=Path, default=DEVSET)
     ap.add_argument("--musdb", type=Path, help="folder of MUSDB18 .stem.mp4 clips (default: ../shared/data/musdb7s-train)")
     ap.add_argument("--json", type=Path, help="also write every song's row here")
+    if train:
+        ap.add_argument("--train", action="store_true", help="also the 79 MUSDB clips that lite was trained on")
 
 
 def songs(stem: str, *, devset: Path | None = DEVSET, rendered: Path | None = None, musdb: Path | None = None,
