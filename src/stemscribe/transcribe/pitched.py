@@ -8,8 +8,10 @@ The note model is basic-pitch's (run by :mod:`.basic_pitch_onnx`); the decoding 
   peaks or loudness attacks; a held pitch is split where it is re-articulated (a prominent onset or a
   dip-and-rise in loudness), not at vibrato ripples; runs of short notes that alternate between
   neighbouring pitches while the contour glides (wide vibrato) become one note. Octave errors are
-  checked against the spectrum (the odd 3rd harmonic of the lower octave), unarticulated octave
-  tails join their note, and short far-off blips are dropped. Ranges: bass B0..G4, vocals C2..C7.
+  checked against the spectrum for voices (the odd 3rd harmonic of the lower octave) and against
+  the model's own posterior an octave below for bass (whose fundamental a separated stem thins out),
+  unarticulated octave tails join their note, and short far-off blips are dropped. Ranges: bass
+  B0..G4, vocals C2..C7.
 * ``other`` is polyphonic: basic-pitch-style note creation (onset peaks extended while the note
   posterior stays up, latest first), with vibrato ripples on sounding pitches not taken as onsets,
   starts moved to the rising edge of slow attacks, confident notes without any onset added, and
@@ -23,7 +25,8 @@ The note model is basic-pitch's (run by :mod:`.basic_pitch_onnx`); the decoding 
   fundamental another stem shares is dropped; and where nobody sings at all (an instrumental song
   or section), the notes a separated vocal stem still yields sit far under the other stems
   together and are dropped too (:func:`drop_absent_voice`).
-* velocities follow each note's loudness (RMS over the note, -40..0 dBFS mapped to 31..127).
+* velocities follow each note's loudness (-40..0 dBFS mapped to 31..127): the stem's RMS over the
+  note for vocals and bass; in a chord, each note's own fundamental against the stem's median note.
 * level: a song is transcribed as if its mixture (the stem plus ``others``; a lone recording by
   itself) sat at -17 dBFS (``DecodeSettings.level_db``), the level the decoder's absolute floor and
   velocities were tuned at, so the same song played louder or quieter gives the same notes.
