@@ -40,6 +40,7 @@ def main() -> int:
     import mir_eval
     from scipy.stats import spearmanr
 
+    from stemscribe.evaluate import _note_arrays
     from stemscribe.separate import get_separator
     from stemscribe.transcribe import pitched as P
     from stemscribe.types import Audio
@@ -65,14 +66,10 @@ def main() -> int:
             stems = sep.separate(Audio(sum(stems[s].samples for s in STEMS), stems[args.stem].sr))
         notes = P.transcribe_pitched(stems[args.stem], stem=args.stem,
                                      others={o: stems[o] for o in STEMS if o != args.stem}).notes
-
-        def arrays(ns):
-            return (np.array([[n.start, n.end] for n in ns]),
-                    np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in ns]))
-
         if len(notes) < 5:
             continue
-        matched = mir_eval.transcription.match_notes(*arrays(ref), *arrays(notes), offset_ratio=None)
+        # the intervals and Hz that stemscribe.evaluate.note_scores matches, offsets ignored
+        matched = mir_eval.transcription.match_notes(*_note_arrays(ref), *_note_arrays(notes), offset_ratio=None)
         ref_vel = np.array([ref[i].velocity for i, _ in matched])
         if len(matched) < 5 or ref_vel.std() == 0:
             continue
