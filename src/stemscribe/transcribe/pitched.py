@@ -1038,7 +1038,7 @@ def _note_levels_db(notes: list[RawNote], feats: SpectralFeatures, *, per_note: 
     ~0.23 s) stands from the median note's (at most ``_VELOCITY_RANGE_DB`` either way): the
     accented note of a chord comes out louder.
     Measured (``benchmarks/velocity.py``): rank correlation of matched "other" notes' velocities with
-    the reference, mean over the devset and 40 rendered POP909 songs, 0.28 -> 0.45 on true stems
+    the reference, mean over the devset and 40 rendered POP909 songs, 0.26 -> 0.45 on true stems
     and 0.13 -> 0.30 on ``lite`` stems; for the monophonic stems the stem's power stayed better.
     """
     stem_db = np.array([_note_level_db(feats, a, b) for a, b, _ in notes])
