@@ -11,6 +11,7 @@ of the periodogram's band sum) in the true drum stem, in lite's drum stem and in
 other stems: a class whose energy lite puts into another stem cannot be transcribed from the drums.
 
     python benchmarks/drums_separated.py ../shared/data/devset benchmarks/results/rendered-eval [--json OUT]
+        [--weights lite.safetensors]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--weights", type=Path, help="other lite weights (a .safetensors with its .json beside it)")
     args = ap.parse_args()
 
     from stemscribe import audio
@@ -51,7 +53,12 @@ def main() -> int:
     from stemscribe.transcribe.drums import transcribe_drums
     from stemscribe.types import Audio
 
-    sep = get_separator("lite")
+    if args.weights:
+        from stemscribe.separate.lite import load_lite
+
+        sep = load_lite(weights=args.weights)
+    else:
+        sep = get_separator("lite")
     out = {}
     for folder in args.folders:
         counts = {"true": defaultdict(lambda: [0, 0, 0]), "lite": defaultdict(lambda: [0, 0, 0])}

@@ -131,3 +131,32 @@ def test_training_loss_and_export_with_the_input_level_normalisation(train, tmp_
     export.export(ckpt, tmp_path / "out", temperature=1.2, level=True)
     config = json.loads((tmp_path / "out" / "lite.json").read_text())["config"]
     assert config["level"] == LEVEL_DEFAULTS and config["temperature"] == 1.2
+
+
+def test_tom_fills_add_decaying_shells_of_one_kit_at_the_drum_stems_level(tmp_path):
+    """``drum_hits.add_fill`` (the --p-toms augmentation) adds hits from the rendered one-shots, at
+    most 1.1 x the drum stem's own peak level, and leaves the stem as it was where it adds nothing."""
+    import numpy as np
+
+    drum_hits = _training_module("drum_hits")
+    sr, n = drum_hits.SR, int(1.5 * drum_hits.SR)
+    t = np.arange(n) / sr
+    pitches = list(drum_hits.TOMS) + list(drum_hits.KICKS)
+    shells = [np.exp(-t * 8) * np.sin(2 * np.pi * (60 + 20 * k) * t) for k in range(len(pitches))]
+    hits = np.stack([np.stack([s, s]) for s in shells]).astype(np.float16)
+    path = tmp_path / "hits.npz"
+    np.savez(path, hits=hits, pitch=np.array(pitches), kit=np.zeros(len(pitches), int), soundfont=np.zeros(len(pitches), int))
+    loaded = drum_hits.DrumHits(path)
+    rng = np.random.default_rng(3)
+    seg = (0.2 * rng.standard_normal((2, 3 * sr))).astype(np.float32)
+    changed = 0
+    for _ in range(20):
+        out = drum_hits.add_fill(seg, loaded, rng)
+        added = out - seg
+        assert out.shape == seg.shape
+        peak = np.percentile(np.abs(seg), 99.9)
+        assert np.abs(added).max() <= 1.1 * peak * 4 + 1e-6  # overlapping hits of a fill can add up
+        changed += bool(np.abs(added).max() > 0)
+    assert changed >= 15  # hits starting before the segment may end before it; most calls add something
+    silent = drum_hits.add_fill(np.zeros((2, 3 * sr), np.float32), loaded, np.random.default_rng(0))
+    assert 0 < np.abs(silent).max() <= 0.11 * 4

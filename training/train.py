@@ -45,6 +45,7 @@ LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
 LEVEL_DEFAULTS = _net.LEVEL_DEFAULTS
 
 import export as export_mod
+from drum_hits import DrumHits, add_fill
 from render_data import room
 
 CACHE = ROOT / "cache" / "musdb"
@@ -105,7 +106,8 @@ def _segment(clips: Clips, i: int, s: int, start: int | None, need: int, rng: np
 
 def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
                rendered: Clips | None = None, p_rendered: float = 0.0, p_reverb: float = 0.0,
-               p_mono: float = 0.0, p_coherent: float = 0.25) -> np.ndarray:
+               p_mono: float = 0.0, p_coherent: float = 0.25, hits: DrumHits | None = None,
+               p_toms: float = 0.0) -> np.ndarray:
     """Random remixes ``(batch, 4, 2, length)``: per stem a random clip, offset, gain, channel swap,
     polarity, varispeed, tilt EQ; with probability ``p_coherent`` all stems from one clip and offset
     (a real mix, as the held-out clips and users' songs are: same key, same beat).
@@ -118,7 +120,11 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
     wet 0.1-0.4; the reverberant stem is the target, as a mixing engineer's reverb is part of a stem).
 
     With probability ``p_mono`` a whole example is made mono (both channels the mean of the two), as
-    mono recordings are (a model with the side input must also handle a side signal of zero)."""
+    mono recordings are (a model with the side input must also handle a side signal of zero).
+
+    With probability ``p_toms`` the drum stem also gets a tom fill or a few tom / kick hits from
+    ``hits`` (``drum_hits.add_fill``): real and rendered songs hold few toms, and lite put them in its
+    bass stem."""
     out = np.zeros((batch, 4, 2, length), np.float32)
     for b in range(batch):
         from_render = rendered is not None and len(rendered) and rng.random() < p_rendered
@@ -142,6 +148,8 @@ def make_batch(clips: Clips, rng: np.random.Generator, batch: int, length: int,
                 seg = seg[:, i0] * (1 - frac) + seg[:, i0 + 1] * frac
             else:
                 seg = seg[:, :length]
+            if s == 0 and hits is not None and p_toms > 0 and rng.random() < p_toms:
+                seg = add_fill(seg, hits, rng)
             if rng.random() < 0.5:
                 seg = random_eq(seg, rng)
             if source is clips and p_reverb > 0 and rng.random() < p_reverb:
@@ -163,8 +171,10 @@ class RemixStream(torch.utils.data.IterableDataset):
     """Endless random batches for a DataLoader; each worker draws from its own seed."""
 
     def __init__(self, clips: Clips, seed: int, batch: int, length: int, rendered: Clips | None = None,
-                 p_rendered: float = 0.0, p_reverb: float = 0.0, p_mono: float = 0.0, p_coherent: float = 0.25) -> None:
+                 p_rendered: float = 0.0, p_reverb: float = 0.0, p_mono: float = 0.0, p_coherent: float = 0.25,
+                 hits: DrumHits | None = None, p_toms: float = 0.0) -> None:
         self.clips, self.seed, self.batch, self.length = clips, seed, batch, length
+        self.hits, self.p_toms = hits, p_toms
         self.rendered, self.p_rendered, self.p_reverb, self.p_mono = rendered, p_rendered, p_reverb, p_mono
         self.p_coherent = p_coherent
 
@@ -175,7 +185,7 @@ class RemixStream(torch.utils.data.IterableDataset):
             if self.rendered is not None and k % 200 == 199 and not self.rendered.indexed:
                 self.rendered = Clips(None, self.rendered.cache)  # pick up clips rendered since
             yield torch.from_numpy(make_batch(self.clips, rng, self.batch, self.length, self.rendered, self.p_rendered,
-                                              self.p_reverb, self.p_mono, self.p_coherent))
+                                              self.p_reverb, self.p_mono, self.p_coherent, self.hits, self.p_toms))
 
 
 def save_split(ckpt: dict, out: Path) -> None:
@@ -382,6 +392,8 @@ def main() -> None:
     p.add_argument("--p-coherent", type=float, default=0.25,
                    help="share of real examples whose four stems come from one clip and offset (a real mix)")
     p.add_argument("--p-mono", type=float, default=0.0, help="chance that an example is made mono")
+    p.add_argument("--p-toms", type=float, default=0.0,
+                   help="chance that an example's drum stem gets tom / kick one-shots (training/drum_hits.py renders them)")
     p.add_argument("--add-side", action="store_true",
                    help="give a stereo model without it the side-signal input channel (zero-initialised, so it "
                         "starts out computing the same as before)")
@@ -414,6 +426,13 @@ def main() -> None:
     if args.p_rendered > 0:  # a render that has not started yet: watch its folder from empty
         args.rendered.mkdir(parents=True, exist_ok=True)
         rendered = Clips(None, args.rendered)
+    hits = None
+    if args.p_toms > 0:
+        from drum_hits import OUT as HITS
+
+        if not HITS.exists():
+            sys.exit(f"--p-toms needs {HITS}: run python training/drum_hits.py first")
+        hits = DrumHits(HITS)
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
@@ -462,6 +481,8 @@ def main() -> None:
         settings["p_coherent"] = args.p_coherent
     if args.stem_weights:
         settings["stem_weights"] = list(args.stem_weights)
+    if args.p_toms:
+        settings["p_toms"] = args.p_toms
     if not data or {k: data[-1].get(k, 0.0) for k in settings} != settings:
         data = data + [{"from_step": state["step"] if state is not None else 0, **settings}]
     if state is not None:
@@ -486,7 +507,8 @@ def main() -> None:
     run_loss = 0.0
     n_loss = 0
     batches = iter(torch.utils.data.DataLoader(RemixStream(train, args.seed + step, args.batch, length, rendered, args.p_rendered,
-                                                                           args.p_reverb, args.p_mono, args.p_coherent),
+                                                                           args.p_reverb, args.p_mono, args.p_coherent,
+                                                                           hits, args.p_toms),
                                                batch_size=None,
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
