@@ -133,9 +133,10 @@ def test_training_loss_and_export_with_the_input_level_normalisation(train, tmp_
     assert config["level"] == LEVEL_DEFAULTS and config["temperature"] == 1.2
 
 
-def test_tom_fills_add_decaying_shells_of_one_kit_at_the_drum_stems_level(tmp_path):
-    """``drum_hits.add_fill`` (the --p-toms augmentation) adds hits from the rendered one-shots, at
-    most 1.1 x the drum stem's own peak level, and leaves the stem as it was where it adds nothing."""
+def test_tom_fills_add_decaying_shells_at_the_drum_stems_level(tmp_path):
+    """``drum_hits.add_fill`` (the --p-toms augmentation) adds hits from the rendered one-shots, each at
+    most 1.1 x the drum stem's own peak level (a fill's overlapping tails at most four of them), and
+    0.1 x full scale stands in for the level of a silent stem."""
     import numpy as np
 
     drum_hits = _training_module("drum_hits")

@@ -11,7 +11,7 @@ drum shells that belong to the drums.
 The one-shots are rendered once (``fluidsynth``, the soundfonts of ``render_data.py``, every General
 MIDI kit) into ``training/cache/drum_hits.npz``:
 
-    python training/drum_hits.py            # ~1 minute
+    python training/drum_hits.py            # about 15 s
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _midi(path: Path) -> list[tuple[int, int, int]]:
 
 def render(out: Path = OUT) -> None:
     """Render every kit's toms and kicks with every soundfont into ``out``: ``hits`` ``(n, 2, L)``
-    float32 (peak-normalised), ``pitch``, ``kit``, ``soundfont``."""
+    float16 (each hit peak-normalised), ``pitch``, ``kit``, ``soundfont``."""
     hits, pitches, kits, fonts = [], [], [], []
     n = int(HIT_SECONDS * SR)
     with tempfile.TemporaryDirectory() as tmp:

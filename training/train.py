@@ -45,6 +45,7 @@ LiteNet, count_parameters, sdr = _net.LiteNet, _net.count_parameters, _net.sdr
 LEVEL_DEFAULTS = _net.LEVEL_DEFAULTS
 
 import export as export_mod
+from drum_hits import OUT as DRUM_HITS
 from drum_hits import DrumHits, add_fill
 from render_data import room
 
@@ -428,11 +429,9 @@ def main() -> None:
         rendered = Clips(None, args.rendered)
     hits = None
     if args.p_toms > 0:
-        from drum_hits import OUT as HITS
-
-        if not HITS.exists():
-            sys.exit(f"--p-toms needs {HITS}: run python training/drum_hits.py first")
-        hits = DrumHits(HITS)
+        if not DRUM_HITS.exists():
+            sys.exit(f"--p-toms needs {DRUM_HITS}: run python training/drum_hits.py first")
+        hits = DrumHits(DRUM_HITS)
     config = {"hidden": args.hidden, "lookahead": args.lookahead, "arch": args.arch}
     last = args.ckpt_dir / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
