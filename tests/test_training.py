@@ -81,6 +81,49 @@ def test_widening_the_refinement_keeps_what_the_model_computes_and_trains_the_ne
         train.add_refinement(state, 4, seed=3)
 
 
+def test_refinement_context_starts_as_the_model_it_extends_learns_and_streams_like_offline(train):
+    # --add-refine-context: the refinement also sees past frames (and the look-ahead frame) of the
+    # full-resolution input. Added to a trained model it changes nothing until its weights move; they
+    # get a gradient; once moved they change the masks, and live == offline still holds
+    import numpy as np
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet, LiteStream
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "side": True}
+    torch.manual_seed(0)
+    base = LiteNet(cfg).eval()
+    with torch.no_grad():
+        base.refine[-1].weight.normal_(0.0, 0.5)  # a trained refinement is not zero
+    state = {"config": cfg, "model": base.state_dict(), "step": 10}
+    ext = train.add_refine_context(state, 3)
+    assert ext["config"]["refine_context"] == 3 and "refine_context" not in state["config"]
+    net = LiteNet(ext["config"]).eval()
+    net.load_state_dict(ext["model"])
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    with torch.no_grad():
+        assert torch.allclose(base(x), net(x), atol=1e-6)
+    net.train()
+    net(x).square().mean().backward()
+    assert float(net.refine_time.weight.grad.abs().max()) > 0  # the new weights learn
+    net.eval()
+    with torch.no_grad():
+        net.refine_time.weight.normal_(0.0, 0.3)
+        offline = net(x)[0]
+        assert not torch.allclose(offline, base(x)[0], atol=1e-3)  # the context is used
+        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
+        stream, parts, pos = LiteStream(net), [], 0
+        while pos < x.shape[-1]:  # blocks shorter and longer than the context
+            n = int(rng.integers(1, 3000))
+            parts.append(stream.push(x[0, :, pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
+    assert float(torch.max(torch.abs(torch.cat(parts, dim=-1) - offline))) < 1e-5
+    with pytest.raises(ValueError, match="refinement"):
+        train.add_refine_context({"config": {"arch": "crn"}, "model": {}}, 2)
+
+
 def test_render_data_reads_pop909_keys(tmp_path):
     """The labelled render's key comes from POP909's key_audio.txt (one region or several)."""
     import pretty_midi

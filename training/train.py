@@ -338,6 +338,19 @@ def add_refinement(state: dict, channels: int, seed: int) -> dict:
 
 
 @torch.no_grad()
+def add_refine_context(state: dict, frames: int) -> dict:
+    """Let a trained crn model's refinement see ``frames`` past frames (and the look-ahead frame) of
+    the full-resolution input features, without changing what it computes: the new convolution's
+    weights start at zero."""
+    config = {**state["config"], "refine_context": int(frames)}
+    if not config.get("refine"):
+        raise ValueError("--add-refine-context needs a model with the full-resolution refinement (--add-refine)")
+    fresh = LiteNet(config).state_dict()
+    model = {**state["model"], **{k: v for k, v in fresh.items() if k.startswith("refine_time.")}}
+    return {**state, "config": config, "model": model}
+
+
+@torch.no_grad()
 def validate(net: LiteNet, clips: Clips | list[np.ndarray]) -> dict[str, float]:
     """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
     net.eval()
@@ -401,6 +414,9 @@ def main() -> None:
     p.add_argument("--add-refine", type=int, default=0, metavar="CHANNELS",
                    help="extend a trained crn model with the full-resolution refinement, or widen its refinement to this many "
                         "channels (output unchanged at first)")
+    p.add_argument("--add-refine-context", type=int, default=0, metavar="FRAMES",
+                   help="let the refinement also see this many past frames of the full-resolution input (new weights "
+                        "start at zero, so the output is unchanged at first)")
     p.add_argument("--first-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the first encoder layer and the refinement (e.g. 10 with --add-side, --add-refine)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
@@ -455,6 +471,10 @@ def main() -> None:
         fresh_opt = True  # the optimizer's moments have the old shapes
         print(f"{'widened' if had else 'added'} the full-resolution refinement ({had or 0} -> {args.add_refine} channels)",
               flush=True)
+    if state is not None and args.add_refine_context and args.add_refine_context != state["config"].get("refine_context"):
+        state = add_refine_context(state, args.add_refine_context)
+        fresh_opt = True  # new parameters: the optimizer's state no longer matches
+        print(f"the refinement now sees {args.add_refine_context} past frames", flush=True)
     if state is not None:
         config = state["config"]
     if args.level and config.get("level") is None:
@@ -464,7 +484,7 @@ def main() -> None:
     # the first encoder layer may learn faster (a new, zero-initialised input channel lives there),
     # and so may the full-resolution refinement (new, its output layer zero-initialised)
     first = [p for n, p in net.named_parameters()
-             if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "") or n.startswith("refine.")]
+             if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "") or n.startswith(("refine.", "refine_time."))]
     rest = [p for p in net.parameters() if all(p is not q for q in first)]
     groups = [{"params": rest, "scale": 1.0}, {"params": first, "scale": args.first_lr_scale}]
     if args.first_lr_scale == 1.0:  # one group, as checkpoints written before this option have

@@ -48,6 +48,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # a pair holds a harmonic; the refinement sees the decoder output beside the normalised input
     # features at every bin and adds a correction to the logits (its last layer starts at zero)
     "refine": 0,
+    # crn with refine only: past frames the refinement also sees at full resolution (0: none). Its
+    # first layer then adds a convolution over the normalised input features of frames
+    # t - refine_context .. t + lookahead (the look-ahead frame is there anyway, so no latency is
+    # added): a bin's recent history tells a sustained partial from a transient, which the
+    # frame-local refinement cannot see. The new weights start at zero (the output is unchanged).
+    "refine_context": 0,
     # input level normalisation of the features (None: off, as in training so far). The network
     # sees the mixture as if it were at ``ref_db`` dBFS (mean square), the level of its training
     # mixtures, whatever the recording's own level: it was trained on inputs around -18.5 dBFS, and
@@ -140,6 +146,13 @@ class LiteNet(nn.Module):
                 nn.init.zeros_(self.refine[-1].bias)
         else:
             raise ValueError(f"unknown arch {self.arch!r}")
+        self.refine_context = int(c.get("refine_context", 0) or 0)
+        if self.refine_context:
+            if not self.n_refine:
+                raise ValueError("refine_context needs the full-resolution refinement (refine > 0)")
+            taps = self.refine_context + 1 + self.lookahead
+            self.refine_time = nn.Conv2d(self.in_channels, self.n_refine, (taps, 5), padding=(0, 2), bias=False)
+            nn.init.zeros_(self.refine_time.weight)
 
     @property
     def latency(self) -> int:
@@ -246,8 +259,16 @@ class LiteNet(nn.Module):
         y = torch.addmm(self.conv.bias, u, w) if self.conv.bias is not None else u @ w
         return torch.relu(y).view(b, -1, self.conv.out_channels)
 
-    def masks(self, g: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``."""
+    def full_context(self, e: torch.Tensor) -> torch.Tensor:
+        """The normalised full-resolution input features riding at the end of :meth:`encode`'s
+        output ``(batch, frames, ...)`` -> ``(batch, frames, in_channels * crn_bins)``."""
+        return e[..., e.shape[-1] - self.in_channels * self.crn_bins :]
+
+    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``.
+
+        With ``refine_context`` P, ``ctx`` holds :meth:`full_context` of frames ``t0 - P`` to
+        ``t0 + frames + lookahead`` (``frames + P + lookahead`` rows; zeros before the input starts)."""
         b, t, _ = g.shape
         if self.arch == "dense":
             z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
@@ -265,8 +286,14 @@ class LiteNet(nn.Module):
                 x = torch.relu(layer(torch.cat([x, skip], dim=1)))
             logits = self.out(x)
             if self.n_refine:
-                r = torch.cat([x, skips[-1].reshape(b * t, self.in_channels, -1)], dim=1)
-                for layer in self.refine[:-1]:
+                r = self.refine[0](torch.cat([x, skips[-1].reshape(b * t, self.in_channels, -1)], dim=1))
+                if self.refine_context:
+                    if ctx is None or ctx.shape[1] != t + self.refine_context + self.lookahead:
+                        raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
+                    c2 = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
+                    r = r + self.refine_time(c2).transpose(1, 2).reshape(b * t, self.n_refine, self.crn_bins)
+                r = torch.relu(r)
+                for layer in self.refine[1:-1]:
                     r = torch.relu(layer(r))
                 logits = logits + self.refine[-1](r)
             logits = torch.cat([logits, logits[..., -1:]], dim=-1).view(b, t, self.n_stems, self.channels, self.n_bins)
@@ -314,7 +341,10 @@ class LiteNet(nn.Module):
         left = self.kernel - 1 - self.lookahead
         ebuf = torch.nn.functional.pad(e[..., : self.hidden], (0, 0, left, 0))
         g, _ = self.gru(self.temporal(ebuf))
-        m = self.masks(g, e[:, :t])
+        ctx = None
+        if self.refine_context:  # zeros for the frames before the input
+            ctx = torch.nn.functional.pad(self.full_context(e), (0, 0, self.refine_context, 0))
+        m = self.masks(g, e[:, :t], ctx)
         return m * spec[:, :, :t].unsqueeze(1)
 
     def forward_spec(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -363,6 +393,7 @@ class LiteStream:
         self._inbuf = torch.zeros(c, n - hop)
         self._ebuf = None  # frame features waiting for the temporal convolution (kernel - 1 kept)
         self._skip = None
+        self._ctx = None  # refine_context: full-resolution features of the frames already output
         self._spec = torch.zeros(1, c, 0, net.n_bins, dtype=torch.complex64)
         self._hidden: torch.Tensor | None = None
         self._tail = torch.zeros(net.n_stems, c, n - hop)
@@ -391,6 +422,8 @@ class LiteStream:
         if self._ebuf is None:
             self._ebuf = e.new_zeros(1, net.kernel - 1 - net.lookahead, net.hidden)
             self._skip = e[:, :0]
+            if net.refine_context:
+                self._ctx = e.new_zeros(1, net.refine_context, net.in_channels * net.crn_bins)
         self._ebuf = torch.cat([self._ebuf, e[..., : net.hidden]], dim=1)
         self._skip = torch.cat([self._skip, e], dim=1)
         self._spec = torch.cat([self._spec, spec], dim=2)
@@ -400,7 +433,11 @@ class LiteStream:
         conv = net.temporal(self._ebuf)
         self._ebuf = self._ebuf[:, self._ebuf.shape[1] - (net.kernel - 1) :]
         g, self._hidden = net.gru(conv, self._hidden)
-        masks = net.masks(g, self._skip[:, :k])[0]
+        ctx = None
+        if net.refine_context:
+            ctx = torch.cat([self._ctx, net.full_context(self._skip[:, : k + net.lookahead])], dim=1)
+            self._ctx = ctx[:, k : k + net.refine_context]
+        masks = net.masks(g, self._skip[:, :k], ctx)[0]
         self._skip = self._skip[:, k:]
         y = masks * self._spec[0, :, :k].unsqueeze(0)
         self._spec = self._spec[:, :, k:]
