@@ -55,7 +55,7 @@ def main() -> None:
     for k, f in enumerate(files):
         vocal = load(f, stream=4)
         if k < args.spec_n:
-            for name, kw in (("8", dict(bits=8)), ("8split", dict(bits=8, split=True)), ("16", dict(bits=16))):
+            for name, kw in (("8", {"bits": 8}), ("8split", {"bits": 8, "split": True}), ("16", {"bits": 16})):
                 back = specimage.decode(specimage.encode(vocal, **kw))
                 snr[name].append(specimage.snr_db(vocal.samples, back.samples))
         va = analyse_voice(vocal, transcribe=False)
@@ -75,8 +75,9 @@ def main() -> None:
         onsets = np.array([n.start for n in notes])
         y = vocal.mono()
         det = librosa.onset.onset_detect(y=y, sr=vocal.sr, units="time", backtrack=False)
-        from stemscribe.transcribe.tempo import estimate_beats
         import mir_eval
+
+        from stemscribe.transcribe.tempo import estimate_beats
 
         band = estimate_beats(load(f, stream=0)).beats
         ref = mir_eval.beat.trim_beats(np.asarray(band, float), min_beat_time=0.0)

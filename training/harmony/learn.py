@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pop909 import Song, chord_root_quality, key_at, load_all, major_tonic  # noqa: E402
+from pop909 import Song, chord_root_quality, key_at, load_all, major_tonic
 
-from stemscribe.accompany import harmony as H  # noqa: E402
-from stemscribe.types import BeatGrid  # noqa: E402
+from stemscribe.accompany import harmony as H
+from stemscribe.types import BeatGrid
 
 
 def is_heldout(sid: int) -> bool:
@@ -105,7 +105,7 @@ def learn(songs: list[Song], k: float = 0.5) -> dict:
                 endc[s] += 1
             if i + 1 < len(states) and states[i + 1] >= 0:
                 (t_bar if starts_bar[i + 1] else t_in)[s, states[i + 1]] += 1
-    norm = lambda a: a / a.sum(axis=-1, keepdims=True)  # noqa: E731
+    norm = lambda a: a / a.sum(axis=-1, keepdims=True)
     cadence = np.log(norm(endc)) - np.log(norm(marg))
     return {
         "init": norm(init), "trans_in": norm(t_in), "trans_bar": norm(t_bar), "emit": norm(emit),
@@ -145,7 +145,7 @@ def baseline_chords(song: Song, tables: H.HarmonyTables, kind: str, *, true_key:
     """'tonic': the key's tonic chord everywhere; 'diatonic': best diatonic triad per bar."""
     grid = song_grid(song)
     t_end = song.chords[-1][1]
-    bounds, starts_bar = H.frame_times(grid, t_end, beats_per_frame=4)
+    bounds, _starts_bar = H.frame_times(grid, t_end, beats_per_frame=4)
     w = H.melody_weights(song.melody, bounds)
     out = []
     for i in range(len(w)):

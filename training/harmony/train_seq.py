@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learn import frame_states, song_frames  # noqa: E402
-from pop909 import load_all  # noqa: E402
+from learn import frame_states, song_frames
+from pop909 import load_all
 
-from stemscribe.accompany import harmony as H  # noqa: E402
+from stemscribe.accompany import harmony as H
 
 
 def song_xy(song):
