@@ -120,6 +120,14 @@ def test_refinement_context_starts_as_the_model_it_extends_learns_and_streams_li
             pos += n
         parts.append(stream.flush())
     assert float(torch.max(torch.abs(torch.cat(parts, dim=-1) - offline))) < 1e-5
+    # more past frames for a model that already sees some: the trained taps keep their frames
+    longer = train.add_refine_context({**ext, "model": net.state_dict()}, 5)
+    net5 = LiteNet(longer["config"]).eval()
+    net5.load_state_dict(longer["model"])
+    with torch.no_grad():
+        assert torch.allclose(net5(x)[0], offline, atol=1e-6)
+    with pytest.raises(ValueError, match="already sees 5"):
+        train.add_refine_context(longer, 4)
     with pytest.raises(ValueError, match="refinement"):
         train.add_refine_context({"config": {"arch": "crn"}, "model": {}}, 2)
 

@@ -340,13 +340,19 @@ def add_refinement(state: dict, channels: int, seed: int) -> dict:
 @torch.no_grad()
 def add_refine_context(state: dict, frames: int) -> dict:
     """Let a trained crn model's refinement see ``frames`` past frames (and the look-ahead frame) of
-    the full-resolution input features, without changing what it computes: the new convolution's
-    weights start at zero."""
+    the full-resolution input features, or more past frames than it sees, without changing what it
+    computes: new weights (all of them, or those of the added older frames) start at zero."""
+    old = int(state["config"].get("refine_context", 0) or 0)
+    if frames <= old:
+        raise ValueError(f"the refinement already sees {old} past frames; ask for more to extend it")
     config = {**state["config"], "refine_context": int(frames)}
     if not config.get("refine"):
         raise ValueError("--add-refine-context needs a model with the full-resolution refinement (--add-refine)")
     fresh = LiteNet(config).state_dict()
     model = {**state["model"], **{k: v for k, v in fresh.items() if k.startswith("refine_time.")}}
+    if old:  # the kernel's taps run from the oldest frame to the look-ahead frame: pad the old side
+        w = state["model"]["refine_time.weight"]
+        model["refine_time.weight"] = torch.cat([w.new_zeros(*w.shape[:2], frames - old, w.shape[3]), w], dim=2)
     return {**state, "config": config, "model": model}
 
 
