@@ -246,3 +246,32 @@ def test_refinement_streams_like_offline_and_starts_as_the_model_it_extends():
     assert torch.max(torch.abs(live - offline)) < 1e-5
     with pytest.raises(ValueError, match="crn"):
         LiteNet({"refine": 4})
+
+
+def test_refinement_context_streams_like_offline():
+    # the refinement's context (past frames and the look-ahead frame of the full-resolution input):
+    # once its weights move it changes the masks, the stems still sum to the mixture, and live ==
+    # offline holds for blocks shorter and longer than the context
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "side": True, "refine": 4}
+    torch.manual_seed(0)
+    plain = LiteNet(cfg).eval()
+    ctx = LiteNet({**cfg, "refine_context": 3}).eval()
+    ctx.load_state_dict({**ctx.state_dict(), **plain.state_dict()})
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    with torch.no_grad():
+        plain.refine[-1].weight.normal_(0.0, 0.5)  # a trained refinement is not zero
+        ctx.refine[-1].weight.copy_(plain.refine[-1].weight)
+        assert torch.allclose(plain(x), ctx(x), atol=1e-6)  # zero context weights change nothing
+        ctx.refine_time.weight.normal_(0.0, 0.3)
+        offline = ctx(x)[0]
+        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the context is used
+        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
+        live = _streamed(ctx, x[0], rng)
+    assert torch.max(torch.abs(live - offline)) < 1e-5
+    with pytest.raises(ValueError, match="refinement"):
+        LiteNet({"arch": "crn", "refine_context": 2})

@@ -106,7 +106,7 @@ class DecodeSettings:
     # vocals: bleed shows as quiet notes in the voice's rests; a note this far under the stem's local
     # loud level (loudest 0.4 s within +-6 s) is dropped unless its fundamental is clearly the voice's
     vocal_gate_db: float = -9.0
-    vocal_gate_ratio_db: float = 5.0  # ... and some other stem is at least this much louder at its fundamental
+    vocal_gate_ratio_db: float = 5.0  # ... i.e. unless no other stem is this much louder at its fundamental
     vocal_clean_db: float = 50.0  # no gate for a stem whose quietest tenth is this far under its loud level
     # vocals: no voice at all where the stem stays this far under the other stems together (the
     # upper quartile of its notes' levels within +-6 s); see drop_absent_voice. It depends on how
