@@ -69,6 +69,54 @@ def test_progress_reported() -> None:
     assert all(e["stage"] == "tempo" for e in events)
 
 
+def _drum_groove(bpm: float, backbeat: bool, sr: int = 22050, seconds: float = 16.0, seed: int = 0) -> np.ndarray:
+    """Kick on beats 1 and 3, snare on 2 and 4, closed hi-hats on every eighth note.
+
+    With ``backbeat=False`` the same kicks and snares play at twice the bar length with the hats
+    unchanged: a slow ballad at ``bpm / 2``, whose eighth-note hats alone suggest ``bpm``."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    x = 0.001 * rng.standard_normal(n)
+    t = np.arange(int(0.25 * sr)) / sr
+    kick = np.sin(2 * np.pi * (55 * t + 60 * (1 - np.exp(-t / 0.02)) * 0.02)) * np.exp(-t / 0.08)
+    snare = (0.6 * rng.standard_normal(t.size) + 0.5 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t / 0.05)
+    spectrum = np.fft.rfft(rng.standard_normal(int(0.04 * sr)))
+    spectrum[np.fft.rfftfreq(int(0.04 * sr), 1 / sr) < 6000] = 0  # a hi-hat: noise above 6 kHz
+    noise = np.fft.irfft(spectrum, n=int(0.04 * sr))
+    hat = 0.5 * noise / np.abs(noise).max() * np.exp(-np.arange(noise.size) / (0.008 * sr))
+    period = 60.0 / bpm  # of the hats' quarter notes
+    drum_period = period if backbeat else 2 * period
+
+    def add(sound: np.ndarray, at: float) -> None:
+        j = round(at * sr)
+        if j < n:
+            x[j : j + sound.size] += sound[: n - j]
+
+    for i, at in enumerate(np.arange(0.1, seconds - 0.3, drum_period)):
+        add(kick if i % 2 == 0 else snare, at)
+    for at in np.arange(0.1, seconds - 0.1, period / 2):
+        add(hat, at)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("bpm", [100.0, 124.0])
+def test_backbeat_keeps_pop_tempo(bpm: float) -> None:
+    grid = estimate_beats(Audio(_drum_groove(bpm, backbeat=True), 22050))
+    assert abs(grid.tempo - bpm) <= 2.0, grid.tempo
+
+
+@pytest.mark.parametrize("bpm", [56.0, 64.0])
+def test_slow_ballad_with_eighth_note_hats_is_not_doubled(bpm: float) -> None:
+    grid = estimate_beats(Audio(_drum_groove(2 * bpm, backbeat=False), 22050))
+    assert abs(grid.tempo - bpm) <= 2.0, grid.tempo
+    # the beats are the kicks and snares, not the hats between them
+    beats = np.asarray(grid.beats)
+    beats = beats[beats < 15.0]
+    period = 60.0 / bpm
+    phase = (beats - 0.1 + period / 2) % period - period / 2
+    assert len(beats) >= 10 and np.all(np.abs(phase) < 0.035), phase
+
+
 def _chord_song(tonic: int, minor: bool, sr: int = 22050, seed: int = 0) -> np.ndarray:
     """i-VI-III-VII (minor) or I-V-vi-IV (major) triads with a bass root, two seconds per chord."""
     rng = np.random.default_rng(seed)
