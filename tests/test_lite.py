@@ -187,6 +187,22 @@ def _streamed(net, x, rng):
     return torch.cat(parts, dim=-1)
 
 
+def _check_extension(plain, extended, x, rng, move) -> None:
+    """An extension of ``plain`` (new weights at zero) computes what ``plain`` does; once ``move()``
+    changes its new weights it changes the masks, its stems still sum to the mixture, and live ==
+    offline holds for random block sizes."""
+    import torch
+
+    with torch.no_grad():
+        assert torch.allclose(plain(x), extended(x), atol=1e-6)  # zero new weights change nothing
+        move()
+        offline = extended(x)[0]
+        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the new weights are used
+        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
+        live = _streamed(extended, x[0], rng)
+    assert torch.max(torch.abs(live - offline)) < 1e-5
+
+
 def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
     # the optional side-signal input (left minus right): live == offline still holds with it, and a
     # model given the channel with zero weights computes what it did without it (how a trained model
@@ -208,13 +224,7 @@ def test_side_input_streams_like_offline_and_zero_weights_change_nothing():
     rng = np.random.default_rng(0)
     x = torch.from_numpy((rng.standard_normal((1, 2, SR)) * 0.1).astype(np.float32))
     x[0, 1] *= 0.3  # a wide, unbalanced signal: the side channel is far from zero
-    with torch.no_grad():
-        assert torch.allclose(plain(x), side(x), atol=1e-6)
-        side.fenc[0].weight[:, 2] = torch.randn_like(side.fenc[0].weight[:, 2])
-        offline = side(x)[0]
-        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the channel is used
-        live = _streamed(side, x[0], rng)
-    assert torch.max(torch.abs(live - offline)) < 1e-5
+    _check_extension(plain, side, x, rng, move=lambda: side.fenc[0].weight[:, 2].normal_())
     with pytest.raises(ValueError, match="2 channels"):
         LiteNet({**cfg, "side": True, "channels": 1})
 
@@ -236,14 +246,7 @@ def test_refinement_streams_like_offline_and_starts_as_the_model_it_extends():
     assert float(refined.refine[-1].weight.detach().abs().max()) == 0.0
     rng = np.random.default_rng(1)
     x = torch.from_numpy((rng.standard_normal((1, 2, SR)) * 0.1).astype(np.float32))
-    with torch.no_grad():
-        assert torch.allclose(plain(x), refined(x), atol=1e-6)
-        refined.refine[-1].weight.normal_(0.0, 0.5)
-        offline = refined(x)[0]
-        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the refinement is used
-        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
-        live = _streamed(refined, x[0], rng)
-    assert torch.max(torch.abs(live - offline)) < 1e-5
+    _check_extension(plain, refined, x, rng, move=lambda: refined.refine[-1].weight.normal_(0.0, 0.5))
     with pytest.raises(ValueError, match="crn"):
         LiteNet({"refine": 4})
 
@@ -266,12 +269,6 @@ def test_refinement_context_streams_like_offline():
     with torch.no_grad():
         plain.refine[-1].weight.normal_(0.0, 0.5)  # a trained refinement is not zero
         ctx.refine[-1].weight.copy_(plain.refine[-1].weight)
-        assert torch.allclose(plain(x), ctx(x), atol=1e-6)  # zero context weights change nothing
-        ctx.refine_time.weight.normal_(0.0, 0.3)
-        offline = ctx(x)[0]
-        assert not torch.allclose(offline, plain(x)[0], atol=1e-3)  # the context is used
-        assert torch.allclose(offline.sum(0), x[0], atol=1e-4)  # stems still sum to the mixture
-        live = _streamed(ctx, x[0], rng)
-    assert torch.max(torch.abs(live - offline)) < 1e-5
+    _check_extension(plain, ctx, x, rng, move=lambda: ctx.refine_time.weight.normal_(0.0, 0.3))
     with pytest.raises(ValueError, match="refinement"):
         LiteNet({"arch": "crn", "refine_context": 2})
