@@ -155,6 +155,12 @@ def test_bleed_blocks_match_one_pass(song, monkeypatch):
     for i in whole:
         for j in whole[i]:
             assert blocked[i][j] == pytest.approx(whole[i][j], abs=1e-4)
+    # the report takes each stem's magnitude STFT from the same blocks: exactly _stft_mag's frames
+    n = min(len(y) for y in monos.values()) - 123  # not a whole number of hops
+    bleed, mags = rp._bleed_and_magnitudes({k: y[:n] for k, y in monos.items()})
+    assert set(bleed) == set(monos) and all(len(b) == len(monos) - 1 for b in bleed.values())
+    for k, y in monos.items():
+        assert np.array_equal(mags[k], rp._stft_mag(y[:n]))
 
 
 # ---------------------------------------------------------------- MIDI consistency

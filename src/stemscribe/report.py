@@ -200,12 +200,28 @@ def bleed_matrix(specs: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]
 def bleed_from_signals(monos: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """:func:`bleed_matrix` of mono signals ``{stem: (n,)}`` at :data:`ANALYSIS_SR`, STFT computed block
     by block (:data:`N_FFT`, :data:`HOP`) so a long song never holds its complex spectra at once."""
+    return _bleed_and_magnitudes(monos, keep_magnitudes=False)[0]
+
+
+def _bleed_and_magnitudes(
+    monos: Mapping[str, np.ndarray], *, keep_magnitudes: bool = True
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """:func:`bleed_from_signals` and, from the same block STFTs, each stem's magnitude STFT (equal to
+    :func:`_stft_mag` of the signal cut to the shortest stem), so the report transforms each stem once."""
     names = list(monos)
     n = min((len(y) for y in monos.values()), default=0)
+    n_frames = n // HOP + 1 if n else 0
+    mags = {s: np.empty((n_frames, N_FFT // 2 + 1), dtype=np.float32) for s in names} if keep_magnitudes else {}
     sums = _BleedSums(len(names))
-    for lo, hi, core in _blocks(n // HOP + 1 if n else 0):
-        sums.add(np.stack([_stft_frames(np.asarray(monos[s][:n]), lo, hi) for s in names]), core)
-    return sums.result(names)
+    for lo, hi, core in _blocks(n_frames):
+        z = np.stack([_stft_frames(np.asarray(monos[s][:n]), lo, hi) for s in names])
+        mag = np.abs(z)
+        if len(names) > 1:
+            sums.add(z, core, mag)
+        for i, s in enumerate(mags):
+            mags[s][lo + core.start : lo + core.stop] = mag[i, core]
+    bleed = sums.result(names) if len(names) > 1 else {s: {} for s in names}
+    return bleed, mags
 
 
 def _blocks(n_frames: int) -> Iterator[tuple[int, int, slice]]:
@@ -237,13 +253,15 @@ class _BleedSums:
         self.energy = np.zeros(k)
         self.leak = np.zeros((k, k))
 
-    def add(self, z: np.ndarray, core: slice) -> None:
-        """``z``: ``(k, frames, bins)`` spectra of one block; only the ``core`` frames are counted."""
+    def add(self, z: np.ndarray, core: slice, mag: np.ndarray | None = None) -> None:
+        """``z``: ``(k, frames, bins)`` spectra of one block (``mag``: their magnitudes, if already
+        computed); only the ``core`` frames are counted."""
         from scipy.ndimage import uniform_filter
 
         k = z.shape[0]
-        power = np.square(np.abs(z), dtype=np.float32)
-        w = np.sqrt(power) ** np.float32(BLEED_MASK_POWER)
+        mag = np.abs(z) if mag is None else mag
+        power = np.square(mag, dtype=np.float32)
+        w = np.sqrt(mag) if BLEED_MASK_POWER == 0.5 else mag ** np.float32(BLEED_MASK_POWER)
         total = w.sum(axis=0)
         m = w / np.where(total > 0, total, np.float32(1.0))
         size = (1, *BLEED_TILE)
@@ -561,8 +579,7 @@ def quality_report(
     names = list(stems)
     monos = {s: _mono_at(stems[s]) for s in names}
     n = min((len(y) for y in monos.values()), default=0)
-    mags = {s: _stft_mag(monos[s][:n]) for s in names}
-    bleed = bleed_from_signals(monos) if len(names) > 1 else {s: {} for s in names}
+    bleed, mags = _bleed_and_magnitudes(monos)
     frame_thresh = _frame_threshold(N_FFT)
     out: dict[str, Any] = {}
     for s in names:
