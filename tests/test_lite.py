@@ -272,3 +272,33 @@ def test_refinement_context_streams_like_offline():
     _check_extension(plain, ctx, x, rng, move=lambda: ctx.refine_time.weight.normal_(0.0, 0.3))
     with pytest.raises(ValueError, match="refinement"):
         LiteNet({"arch": "crn", "refine_context": 2})
+
+
+def test_refinement_harmonics_stream_like_offline_and_read_the_right_bins():
+    # the refinement's harmonic input (the features at r x each bin's frequency): zero weights change
+    # nothing, moved ones change the masks, the stems still sum to the mixture, live == offline
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "side": True, "refine": 4, "refine_context": 2}
+    torch.manual_seed(0)
+    plain = LiteNet(cfg).eval()
+    harm = LiteNet({**cfg, "refine_harmonics": [0.5, 1 / 3, 2, 3]}).eval()
+    harm.load_state_dict({**harm.state_dict(), **plain.state_dict()})
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    with torch.no_grad():
+        plain.refine[-1].weight.normal_(0.0, 0.5)
+        harm.refine[-1].weight.copy_(plain.refine[-1].weight)
+    _check_extension(plain, harm, x, rng, move=lambda: harm.refine_harm.weight.normal_(0.0, 0.3))
+    # a feature ramp (value = bin index): bin k reads k * r, interpolated, and zero past the top bin
+    n = harm.crn_bins
+    ramp = torch.arange(n, dtype=torch.float32).expand(1, harm.in_channels, n)
+    y = harm.harmonic_features(ramp).reshape(harm.in_channels, 4, n)[0]
+    k = torch.arange(n, dtype=torch.float32)
+    assert torch.allclose(y[0], k / 2) and torch.allclose(y[1], k / 3, atol=1e-4)
+    assert torch.allclose(y[2][: n // 2], 2 * k[: n // 2]) and float(y[2][n // 2 + 1 :].abs().max()) == 0.0
+    assert torch.allclose(y[3][:300], 3 * k[:300]) and float(y[3][400:].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="refinement"):
+        LiteNet({"arch": "crn", "refine_harmonics": [2]})

@@ -125,6 +125,51 @@ def test_refinement_context_starts_as_the_model_it_extends_and_learns(train):
         train.add_refine_context({"config": {"arch": "crn"}, "model": {}}, 2)
 
 
+def test_harmonic_input_extends_a_trained_model_and_keeps_its_optimizer_moments(train):
+    # --add-refine-harmonics: the new weights start at zero (same output), get a gradient, and the
+    # trained weights keep their AdamW moments (a fresh optimizer's first steps cost a fine-tune)
+    import numpy as np
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "refine_context": 2, "side": True}
+    torch.manual_seed(0)
+    base = LiteNet(cfg)
+    named = train.param_groups(base, 10.0)
+    opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named], lr=1e-3)
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    base(x).square().mean().backward()
+    opt.step()
+    state = {"config": cfg, "model": base.state_dict(), "optimizer": opt.state_dict(), "step": 1}
+    ext = train.add_refine_harmonics(state, [0.5, 2.0])
+    assert ext["config"]["refine_harmonics"] == [0.5, 2.0] and "refine_harmonics" not in cfg
+    net = LiteNet(ext["config"])
+    net.load_state_dict(ext["model"])
+    with torch.no_grad():
+        assert torch.allclose(base.eval()(x), net.eval()(x), atol=1e-6)
+    named2 = train.param_groups(net, 10.0)
+    assert named2[1]["params"][-1][0] == "refine_harm.weight"  # learns at the faster rate
+    opt2 = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named2], lr=1e-3)
+    n_old = sum(1 for _ in base.parameters())
+    assert train.carry_optimizer(opt2, named2, state["optimizer"], cfg, 10.0) == n_old
+    old_moments = dict(zip((n for g in named for n, _ in g["params"]), (opt.state[p]["exp_avg"] for g in named for _, p in g["params"])))
+    for g in named2:
+        for n, p in g["params"]:
+            if n in old_moments:
+                assert torch.equal(opt2.state[p]["exp_avg"], old_moments[n])
+            else:
+                assert p not in opt2.state
+    net.train()
+    net(x).square().mean().backward()
+    assert float(net.refine_harm.weight.grad.abs().max()) > 0
+    with pytest.raises(ValueError, match="already reads"):
+        train.add_refine_harmonics(ext, [3.0])
+    with pytest.raises(ValueError, match="refinement"):
+        train.add_refine_harmonics({"config": {"arch": "crn"}, "model": {}}, [2.0])
+
+
 def test_render_data_reads_pop909_keys(tmp_path):
     """The labelled render's key comes from POP909's key_audio.txt (one region or several)."""
     import pretty_midi

@@ -357,6 +357,53 @@ def add_refine_context(state: dict, frames: int) -> dict:
 
 
 @torch.no_grad()
+def add_refine_harmonics(state: dict, ratios: list[float]) -> dict:
+    """Let a trained crn model's refinement read the input features at ``ratios`` times each bin's
+    frequency (``refine_harmonics``) without changing what it computes: the new weights start at zero."""
+    config = {**state["config"], "refine_harmonics": [float(r) for r in ratios]}
+    if not config.get("refine"):
+        raise ValueError("--add-refine-harmonics needs a model with the full-resolution refinement (--add-refine)")
+    if state["config"].get("refine_harmonics"):
+        raise ValueError("the refinement already reads harmonics; start from a model without them")
+    fresh = LiteNet(config).state_dict()
+    model = {**state["model"], **{k: v for k, v in fresh.items() if k.startswith("refine_harm.")}}
+    return {**state, "config": config, "model": model}
+
+
+def param_groups(net: LiteNet, first_lr_scale: float) -> list[dict]:
+    """AdamW parameter groups, as ``(name, parameter)`` lists: the first encoder layer (where a new,
+    zero-initialised input channel lives) and the full-resolution refinement (new, its output layer
+    zero-initialised) may learn faster than the rest."""
+    fast = ("refine.", "refine_time.", "refine_harm.")
+    first = [(n, p) for n, p in net.named_parameters()
+             if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "") or n.startswith(fast)]
+    rest = [(n, p) for n, p in net.named_parameters() if all(p is not q for _, q in first)]
+    if first_lr_scale == 1.0:  # one group, as checkpoints written before this option have
+        return [{"params": list(net.named_parameters()), "scale": 1.0}]
+    return [{"params": rest, "scale": 1.0}, {"params": first, "scale": first_lr_scale}]
+
+
+def carry_optimizer(opt: torch.optim.Optimizer, groups: list[dict], old: dict, old_config: dict,
+                    first_lr_scale: float) -> int:
+    """Copy AdamW moments from an optimizer state of the model ``old_config`` describes into ``opt``
+    (built on ``groups`` of an extended model) for every parameter of the same name and shape; new
+    parameters start fresh. Returns how many parameters carried their state."""
+    old_groups = param_groups(LiteNet(old_config), first_lr_scale)
+    old_names = [n for g in old_groups for n, _ in g["params"]]
+    if len(old["param_groups"]) != len(old_groups) or len(old_names) != sum(len(g["params"]) for g in old["param_groups"]):
+        return 0
+    index = {n: i for g, og in zip(old["param_groups"], old_groups) for i, (n, _) in zip(g["params"], og["params"])}
+    carried = 0
+    for g in groups:
+        for n, p in g["params"]:
+            st = old["state"].get(index.get(n, -1))
+            if st is not None and st["exp_avg"].shape == p.shape:
+                opt.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+                carried += 1
+    return carried
+
+
+@torch.no_grad()
 def validate(net: LiteNet, clips: Clips | list[np.ndarray]) -> dict[str, float]:
     """Mean whole-clip SDR per stem on the held-out clips (input: the real mixture stream)."""
     net.eval()
@@ -423,6 +470,9 @@ def main() -> None:
     p.add_argument("--add-refine-context", type=int, default=0, metavar="FRAMES",
                    help="let the refinement also see this many past frames of the full-resolution input (new weights "
                         "start at zero, so the output is unchanged at first)")
+    p.add_argument("--add-refine-harmonics", type=float, nargs="+", metavar="RATIO",
+                   help="let the refinement read the input features at these multiples of each bin's frequency "
+                        "(e.g. 0.25 0.333 0.5 0.667 1.5 2 3 4); the new weights start at zero")
     p.add_argument("--first-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the first encoder layer and the refinement (e.g. 10 with --add-side, --add-refine)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
@@ -461,6 +511,7 @@ def main() -> None:
     if state is None and args.init_split:
         state, source = load_split(args.init_split), args.init_split
     fresh_opt = False
+    old_state = None  # before an extension that keeps the optimizer's moments of the trained weights
     if state is None and args.init_weights:
         state, source = load_exported(args.init_weights), args.init_weights
         fresh_opt = True
@@ -481,21 +532,19 @@ def main() -> None:
         state = add_refine_context(state, args.add_refine_context)
         fresh_opt = True  # new parameters: the optimizer's state no longer matches
         print(f"the refinement now sees {args.add_refine_context} past frames", flush=True)
+    if state is not None and args.add_refine_harmonics and not state["config"].get("refine_harmonics"):
+        old_state = state
+        state = add_refine_harmonics(state, args.add_refine_harmonics)
+        fresh_opt = True
+        print(f"the refinement now reads the features at {args.add_refine_harmonics} x each bin's frequency", flush=True)
     if state is not None:
         config = state["config"]
     if args.level and config.get("level") is None:
         config = {**config, "level": dict(_net.LEVEL_DEFAULTS)}
         print(f"input level normalisation on: {config['level']}", flush=True)
     net = LiteNet(config).to(device)
-    # the first encoder layer may learn faster (a new, zero-initialised input channel lives there),
-    # and so may the full-resolution refinement (new, its output layer zero-initialised)
-    first = [p for n, p in net.named_parameters()
-             if n in ("fenc.0.weight", "enc.weight" if net.arch == "dense" else "") or n.startswith(("refine.", "refine_time."))]
-    rest = [p for p in net.parameters() if all(p is not q for q in first)]
-    groups = [{"params": rest, "scale": 1.0}, {"params": first, "scale": args.first_lr_scale}]
-    if args.first_lr_scale == 1.0:  # one group, as checkpoints written before this option have
-        groups = [{"params": list(net.parameters()), "scale": 1.0}]
-    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-5)
+    named = param_groups(net, args.first_lr_scale)
+    opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named], lr=args.lr, weight_decay=1e-5)
     step, seconds, best = 0, 0.0, -1e9
     rng = np.random.default_rng(args.seed)
     data = state.get("data", export_mod.LEGACY_DATA) if state is not None else []
@@ -517,6 +566,10 @@ def main() -> None:
                 sys.exit(f"{source} was trained with{'out' if len(opt.param_groups) == 2 else ''} "
                          "--first-lr-scale: resume it with the same setting")
             opt.load_state_dict(state["optimizer"])
+        elif old_state is not None and "optimizer" in old_state and not args.add_side and not args.add_refine:
+            # an extension added parameters: the trained ones keep their AdamW moments
+            n = carry_optimizer(opt, named, old_state["optimizer"], old_state["config"], args.first_lr_scale)
+            print(f"carried the optimizer state of {n} parameters", flush=True)
         step, seconds, best = state["step"], state["seconds"], state["best"]
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed from {source} at step {step} ({seconds / 3600:.2f} h trained, best avg {best:.2f} dB)", flush=True)

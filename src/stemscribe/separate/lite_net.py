@@ -54,6 +54,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # added): a bin's recent history tells a sustained partial from a transient, which the
     # frame-local refinement cannot see. The new weights start at zero (the output is unchanged).
     "refine_context": 0,
+    # crn with refine only: frequency ratios at which the refinement also reads the current frame's
+    # normalised input features ([]: none). For bin k and ratio r it gets the features at bin k * r
+    # (linear interpolation; zero past the top bin), so a bin can tell whether it is an overtone of a
+    # lower note (r = 1/2, 1/3, ...) or a fundamental with overtones above (r = 2, 3, ...): which
+    # note, hence which instrument, a partial belongs to. Frame-local (no latency, live == offline).
+    # The new weights start at zero (the output is unchanged).
+    "refine_harmonics": [],
     # input level normalisation of the features (None: off, as in training so far). The network
     # sees the mixture as if it were at ``ref_db`` dBFS (mean square), the level of its training
     # mixtures, whatever the recording's own level: it was trained on inputs around -18.5 dBFS, and
@@ -153,6 +160,25 @@ class LiteNet(nn.Module):
             taps = self.refine_context + 1 + self.lookahead
             self.refine_time = nn.Conv2d(self.in_channels, self.n_refine, (taps, 5), padding=(0, 2), bias=False)
             nn.init.zeros_(self.refine_time.weight)
+        self.refine_harmonics = [float(r) for r in c.get("refine_harmonics") or []]
+        if self.refine_harmonics:
+            if not self.n_refine:
+                raise ValueError("refine_harmonics needs the full-resolution refinement (refine > 0)")
+            if any(r <= 0 for r in self.refine_harmonics):
+                raise ValueError("refine_harmonics: frequency ratios must be > 0")
+            n = self.crn_bins
+            pos = torch.arange(n, dtype=torch.float64)[None, :] * torch.tensor(self.refine_harmonics, dtype=torch.float64)[:, None]
+            lo = pos.floor().long().clamp(max=n - 1)
+            frac = (pos - pos.floor()).float() * (pos < n - 1)
+            inside = (pos <= n - 1).float()
+            # (ratios * bins) gather indices and weights; non-persistent: they follow from the config
+            self.register_buffer("harm_lo", lo.reshape(-1), persistent=False)
+            self.register_buffer("harm_hi", (lo + 1).clamp(max=n - 1).reshape(-1), persistent=False)
+            self.register_buffer("harm_w_lo", ((1 - frac) * inside).reshape(-1), persistent=False)
+            self.register_buffer("harm_w_hi", (frac * inside).reshape(-1), persistent=False)
+            self.refine_harm = nn.Conv1d(self.in_channels * len(self.refine_harmonics), self.n_refine, 3, padding=1,
+                                         bias=False)
+            nn.init.zeros_(self.refine_harm.weight)
 
     @property
     def latency(self) -> int:
@@ -264,6 +290,13 @@ class LiteNet(nn.Module):
         output ``(batch, frames, ...)`` -> ``(batch, frames, in_channels * crn_bins)``."""
         return e[..., e.shape[-1] - self.in_channels * self.crn_bins :]
 
+    def harmonic_features(self, full: torch.Tensor) -> torch.Tensor:
+        """``(rows, in_channels, bins)`` normalised input -> ``(rows, in_channels * ratios, bins)``: the
+        features at bin ``k * r`` for each ratio ``r`` of ``refine_harmonics``."""
+        rows, n = full.shape[0], self.crn_bins
+        y = full[..., self.harm_lo] * self.harm_w_lo + full[..., self.harm_hi] * self.harm_w_hi
+        return y.reshape(rows, self.in_channels * len(self.refine_harmonics), n)
+
     def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
         """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``.
 
@@ -286,12 +319,15 @@ class LiteNet(nn.Module):
                 x = torch.relu(layer(torch.cat([x, skip], dim=1)))
             logits = self.out(x)
             if self.n_refine:
-                r = self.refine[0](torch.cat([x, skips[-1].reshape(b * t, self.in_channels, -1)], dim=1))
+                full = skips[-1].reshape(b * t, self.in_channels, -1)
+                r = self.refine[0](torch.cat([x, full], dim=1))
                 if self.refine_context:
                     if ctx is None or ctx.shape[1] != t + self.refine_context + self.lookahead:
                         raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
                     c2 = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
                     r = r + self.refine_time(c2).transpose(1, 2).reshape(b * t, self.n_refine, self.crn_bins)
+                if self.refine_harmonics:
+                    r = r + self.refine_harm(self.harmonic_features(full))
                 r = torch.relu(r)
                 for layer in self.refine[1:-1]:
                     r = torch.relu(layer(r))
