@@ -101,6 +101,10 @@ def test_silence_gives_silent_stems_and_empty_midi(tmp_path, capsys):
         assert np.max(np.abs(y)) < 1e-3
         notes = [m for t in mido.MidiFile(d / f"{stem}.mid").tracks for m in t if m.type == "note_on"]
         assert notes == []
+    report = json.loads((d / "report.json").read_text())
+    assert report["key"] is None  # no evidence of a key: none is made up
+    code, out, err = _run(["split", str(src), "--out", str(tmp_path / "o2"), "--model", "lite"], capsys)
+    assert code == 0 and "key unknown" in out, (out, err)
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:

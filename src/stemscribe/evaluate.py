@@ -757,10 +757,14 @@ def evaluate_transcription(
     }
 
 
-def key_score(reference: str, estimate: str) -> float:
+def key_score(reference: str, estimate: str | None) -> float:
     """MIREX weighted key score (``mir_eval.key.weighted_score``): 1 for the same key, 0.5 a fifth
-    away (same mode), 0.3 the relative, 0.2 the parallel key, else 0. Keys as ``"A minor"``."""
+    away (same mode), 0.3 the relative, 0.2 the parallel key, else 0 (also for no estimate, ``None``).
+    Keys as ``"A minor"``."""
     import mir_eval
+
+    if estimate is None:
+        return 0.0
 
     return float(mir_eval.key.weighted_score(reference, estimate))
 

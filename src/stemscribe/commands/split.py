@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             notice_shown = True
         r = result.report
         counts = ", ".join(f"{s} {n}" for s, n in r["note_counts"].items())
-        print(f"{path} -> {result.out_dir}  [{r['model']}, {r['tempo_bpm']:.1f} BPM, {r['key']}"
+        print(f"{path} -> {result.out_dir}  [{r['model']}, {r['tempo_bpm']:.1f} BPM, {r['key'] or 'key unknown'}"
               + (f", notes: {counts}" if counts else "") + "]")
     if failed:
         if len(args.inputs) > 1:

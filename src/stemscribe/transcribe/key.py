@@ -68,33 +68,34 @@ def _bass_chroma(power: np.ndarray, freqs: np.ndarray, lo: float = 30.0, hi: flo
     return out
 
 
-def estimate_key(audio: Audio) -> str:
+def estimate_key(audio: Audio) -> str | None:
     """Key of ``audio`` as ``"<tonic> major"`` / ``"<tonic> minor"`` (sharps), e.g. ``"B minor"``.
 
-    Silence or unpitched audio gives ``"C major"`` (no evidence either way).
+    ``None`` for audio with no evidence of a key (silence, shorter than one analysis frame, or a
+    pitch-class profile that is flat): the report then says the key is unknown rather than guessing.
     """
     from stemscribe.transcribe.tempo import mono_at
 
     x = mono_at(audio, _SR)
     if x.size < _N_FFT or float(np.max(np.abs(x))) < 1e-4:
-        return "C major"
+        return None
     power = np.abs(stft(x, n_fft=_N_FFT, hop_length=_HOP)) ** 2
     freqs = np.linspace(0.0, _SR / 2, 1 + _N_FFT // 2)
     full = _chroma(power, freqs, 55.0, 2000.0)
     bass = _bass_chroma(power, freqs)
     if full.sum() <= 0:
-        return "C major"
+        return None
     frames = full + _BASS_WEIGHT * bass * (full.sum() / (bass.sum() + 1e-12))
     opening = frames[:, : max(1, min(frames.shape[1] // 8, int(_OPENING_MAX_S * _SR / _HOP)))]
     profile = frames.sum(axis=1) / frames.sum() + _OPENING_WEIGHT * opening.sum(axis=1) / (opening.sum() + 1e-12)
     return key_of_profile(profile)
 
 
-def key_of_profile(profile: np.ndarray) -> str:
+def key_of_profile(profile: np.ndarray) -> str | None:
     """The best-correlated key of a pitch-class profile ``(12,)`` (audio chroma or note durations),
-    as ``"<tonic> major|minor"``; a flat profile gives ``"C major"``."""
+    as ``"<tonic> major|minor"``; a flat profile gives ``None``."""
     scores = key_scores(profile)
     if not np.any(scores):
-        return "C major"
+        return None
     mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return f"{PITCH_CLASSES[tonic]} {'major' if mode == 0 else 'minor'}"
