@@ -169,6 +169,9 @@ def test_bleed_blocks_match_one_pass(song, monkeypatch):
 def test_matching_midi_scores_higher_than_shifted(song):
     stems, tracks, grid = song
     good = rp.quality_report(stems, tracks, grid)["stems"]
+    # the stems are analysed on threads: any number of them gives the same report
+    assert rp.quality_report(stems, tracks, grid, workers=1)["stems"] == good
+    assert rp.quality_report(stems, tracks, grid, workers=3)["stems"] == good
     shifted = {
         k: NoteTrack(t.name, [Note(n.pitch + (0 if t.is_drum else 5), n.start + 0.25, n.end + 0.25) for n in t.notes], is_drum=t.is_drum)
         for k, t in tracks.items()
