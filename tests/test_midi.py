@@ -69,3 +69,67 @@ def test_read_midi_rejects_non_midi(tmp_path):
         read_midi(p)
     with pytest.raises(BadInputError):
         read_midi(tmp_path / "missing.mid")
+
+
+def _grid(first: float, tempo: float = 120.0, seconds: float = 12.0, downbeat_phase: int = 0) -> BeatGrid:
+    period = 60.0 / tempo
+    beats = np.arange(first, seconds, period)
+    return BeatGrid(tempo=tempo, beats=beats, downbeats=beats[downbeat_phase::4])
+
+
+def _song_tracks(seconds: float = 12.0):
+    return [NoteTrack("bass", [Note(40, 0.31, 0.6, 100), Note(43, seconds - 1.0, seconds - 0.5, 90)], program=33)]
+
+
+def test_pickup_bar_puts_file_bars_and_beats_on_the_songs(tmp_path):
+    import pretty_midi
+
+    from stemscribe.midi import pickup_ticks
+
+    # the song's bars start at 0.3 s + 2 s k (120 BPM, 4/4): a pickup of 0.6 beat, 10 64ths (5/32)
+    grid = _grid(0.3)
+    assert pickup_ticks(grid) == 300
+    path = write_midi(tmp_path / "p.mid", _song_tracks(), grid)
+    pm = pretty_midi.PrettyMIDI(str(path))
+    sigs = [(t.numerator, t.denominator, round(t.time, 4)) for t in pm.time_signature_changes]
+    assert sigs == [(5, 32, 0.0), (4, 4, 0.3125)]
+    assert len(pm.get_tempo_changes()[1]) == 1 and abs(pm.get_tempo_changes()[1][0] - 120.0) < 0.01
+    bars = pm.get_downbeats()
+    beats = pm.get_beats()
+    # every tracked bar line and beat has a file bar line / beat within 1/32 of a beat
+    tol = 0.5 / 32 + 1e-6
+    assert all(np.min(np.abs(bars - d)) <= tol for d in grid.downbeats[grid.downbeats < 10])
+    assert all(np.min(np.abs(beats - b)) <= tol for b in grid.beats[grid.beats < 10])
+    # note times are untouched
+    notes = pm.instruments[0].notes
+    assert abs(notes[0].start - 0.31) < 0.002 and abs(notes[1].start - 11.0) < 0.002
+    # read back: the song's meter, not the pickup's
+    assert read_midi(path)[1].time_signature == (4, 4)
+
+
+def test_pickup_follows_the_downbeats_and_skips_what_is_not_known(tmp_path):
+    from stemscribe.midi import first_bar_line, pickup_ticks
+
+    # downbeats on the third tracked beat: bars start at 0.3 + 2 * 0.5 s
+    assert abs(first_bar_line(_grid(0.3, downbeat_phase=2)) - 1.3) < 1e-6
+    assert pickup_ticks(_grid(0.3, downbeat_phase=2)) == 1260  # 2.6 beats, 42 64ths
+    # bars already on 0 (within a 128th note), no beats, or beats that do not agree on a phase
+    assert pickup_ticks(_grid(0.0)) == 0
+    assert pickup_ticks(_grid(2.0)) == 0  # one whole bar in
+    assert pickup_ticks(BeatGrid(tempo=120.0)) == 0
+    rng = np.random.default_rng(0)
+    assert pickup_ticks(BeatGrid(tempo=120.0, beats=np.sort(rng.uniform(0, 12, 24)))) == 0
+    # no pickup: one 4/4 from tick 0, as before
+    path = write_midi(tmp_path / "n.mid", _song_tracks(), _grid(0.0))
+    sigs = [m for t in mido.MidiFile(path).tracks for m in t if m.type == "time_signature"]
+    assert [(m.numerator, m.denominator, m.time) for m in sigs] == [(4, 4, 0)]
+
+
+def test_pickup_is_robust_to_a_few_misplaced_beats():
+    from stemscribe.midi import first_bar_line
+
+    grid = _grid(0.3)
+    beats = grid.beats.copy()
+    beats[[3, 9, 17]] += 0.2  # three beats tracked late
+    shaky = BeatGrid(tempo=120.0, beats=beats, downbeats=grid.downbeats)
+    assert abs(first_bar_line(shaky) - 0.3) < 0.02

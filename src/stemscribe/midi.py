@@ -3,6 +3,12 @@
 Notes keep their true times: a file carries the song's tempo (one ``set_tempo`` from the
 :class:`BeatGrid`) and every note's tick position is its time in seconds at that tempo, so the
 MIDI lines up with the stems when both are dropped into a DAW at 0:00.
+
+So that the DAW's bars and beats also line up with the song's (a song rarely starts on a bar
+line), the file opens with a short *pickup bar* (e.g. 7/16, 29/64) that ends where the song's
+tracked bar lines fall; from there on the song's meter runs. The pickup is a whole number of 64th
+notes, so the file's beats sit within a 128th note (1/32 of a beat) of the tracked ones; the tempo
+is not touched (one ``set_tempo``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ TICKS_PER_BEAT = 480
 DEFAULT_TEMPO = 120.0
 
 _GRID_RE = re.compile(r"^1/(\d+)(t?)$")
+#: The pickup bar is a whole number of these (a 64th note): finer than any note grid a DAW snaps to,
+#: and a time-signature denominator that MIDI (any power of 2) and notation programs accept.
+_PICKUP_STEP = TICKS_PER_BEAT // 16
+#: Below this beat-phase coherence (mean resultant length of the beats' phases at the tempo) the
+#: tracked beats do not agree on where the beat falls, and the file gets no pickup.
+_MIN_PHASE_COHERENCE = 0.5
 
 
 def parse_grid(grid: str) -> float:
@@ -83,7 +95,55 @@ def quantize(track: NoteTrack, grid: BeatGrid, step: str) -> NoteTrack:
     return NoteTrack(track.name, notes, track.program, track.is_drum).sorted()
 
 
-def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signature: tuple[int, int]):
+def first_bar_line(grid: BeatGrid) -> float | None:
+    """Time (s, within the first bar from 0) of the song's bar lines under its constant tempo.
+
+    The beat phase is the circular mean of all tracked beats at ``grid.tempo`` (robust to a few
+    misplaced beats); the bar phase is the beat (mod the meter's beats per bar) on which most
+    tracked downbeats fall, else the first tracked beat. ``None`` without at least two beats, or when
+    the beats do not agree on a phase.
+    """
+    beats = np.asarray(grid.beats, dtype=float)
+    tempo = float(grid.tempo)
+    if len(beats) < 2 or not np.isfinite(tempo) or tempo <= 0:
+        return None
+    num, den = (int(v) for v in grid.time_signature)
+    beat_s = 60.0 / tempo * 4.0 / max(den, 1)
+    bar_s = max(num, 1) * beat_s
+    vec = np.mean(np.exp(2j * np.pi * beats / beat_s))
+    if abs(vec) < _MIN_PHASE_COHERENCE:
+        return None
+    phase = (np.angle(vec) / (2 * np.pi) * beat_s) % beat_s
+    marks = np.asarray(grid.downbeats, dtype=float)
+    if len(marks) == 0:
+        marks = beats[:1]
+    which = np.round((marks - phase) / beat_s).astype(int) % max(num, 1)
+    j = int(np.bincount(which).argmax())
+    return float((phase + j * beat_s) % bar_s)
+
+
+def pickup_ticks(grid: BeatGrid) -> int:
+    """Length (ticks) of the pickup bar that puts the file's bar lines on the song's: a whole number
+    of 64th notes shorter than one bar (0: the song's bars already start at 0, or unknown)."""
+    t = first_bar_line(grid)
+    if t is None:
+        return 0
+    num, den = (int(v) for v in grid.time_signature)
+    bar_ticks = max(num, 1) * TICKS_PER_BEAT * 4 // max(den, 1)
+    ticks = int(round(t * TICKS_PER_BEAT * grid.tempo / 60.0 / _PICKUP_STEP)) * _PICKUP_STEP
+    return ticks % bar_ticks
+
+
+def _pickup_signature(ticks: int) -> tuple[int, int]:
+    """The time signature of a pickup bar of ``ticks`` (whole 64ths), in lowest terms down to
+    quarters: 390 ticks -> 13/64, 360 -> 3/16, 480 -> 1/4, 720 -> 3/8."""
+    n, den = ticks // _PICKUP_STEP, 64
+    while n % 2 == 0 and den > 4:
+        n, den = n // 2, den // 2
+    return n, den
+
+
+def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signature: tuple[int, int], pickup: int = 0):
     import mido
 
     tempo = float(tempo) if tempo and np.isfinite(tempo) and tempo > 0 else DEFAULT_TEMPO
@@ -92,7 +152,10 @@ def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signatur
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0))
     num, den = time_signature
-    conductor.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0))
+    if pickup > 0:
+        pnum, pden = _pickup_signature(pickup)
+        conductor.append(mido.MetaMessage("time_signature", numerator=pnum, denominator=pden, time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=max(pickup, 0)))
     conductor.append(mido.MetaMessage("end_of_track", time=0))
     mf.tracks.append(conductor)
 
@@ -124,12 +187,14 @@ def write_midi(path: str | Path, tracks: Sequence[NoteTrack], grid: BeatGrid | N
     """Write ``tracks`` as a type-1 MIDI file at ``path`` (atomically) and return the path.
 
     The file carries ``grid.tempo`` (120 BPM without a grid) and a 4/4 (or the grid's) time
-    signature; each track gets its name and General MIDI program, drum tracks go to channel 10.
+    signature, after a pickup bar when the grid's tracked bar lines do not fall on 0
+    (:func:`pickup_ticks`); each track gets its name and General MIDI program, drum tracks go to
+    channel 10. Note times are the tracks' own either way.
     """
     from .atomic import atomic_output
 
     grid = grid or BeatGrid(tempo=DEFAULT_TEMPO)
-    mf = _tracks_to_midifile(tracks, grid.tempo, grid.time_signature)
+    mf = _tracks_to_midifile(tracks, grid.tempo, grid.time_signature, pickup_ticks(grid))
     path = Path(path)
     with atomic_output(path) as tmp:
         mf.save(str(tmp))
@@ -147,6 +212,17 @@ def open_pretty_midi(path: str | Path):
         return pretty_midi.PrettyMIDI(str(path))
     except Exception as exc:  # pretty_midi/mido raise many types for broken files
         raise BadInputError(f"{path}: not a readable MIDI file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _main_signature(pm) -> tuple[int, int]:
+    """The time signature that governs most of a PrettyMIDI file (not a pickup bar's); 4/4 if none."""
+    ts = sorted(pm.time_signature_changes, key=lambda t: t.time)
+    if not ts:
+        return (4, 4)
+    end = max(pm.get_end_time(), ts[-1].time)
+    spans = [(b.time if b is not None else end) - a.time for a, b in zip(ts, [*ts[1:], None])]
+    best = ts[int(np.argmax(spans))] if max(spans) > 0 else ts[-1]
+    return (best.numerator, best.denominator)
 
 
 def read_midi(path: str | Path) -> tuple[list[NoteTrack], BeatGrid]:
@@ -167,6 +243,5 @@ def read_midi(path: str | Path) -> tuple[list[NoteTrack], BeatGrid]:
         downbeats = np.asarray(pm.get_downbeats(), dtype=float)
     except Exception:  # an odd time-signature map; beats are a convenience
         beats = downbeats = np.zeros(0)
-    ts = pm.time_signature_changes
-    sig = (ts[0].numerator, ts[0].denominator) if ts else (4, 4)
+    sig = _main_signature(pm)
     return tracks, BeatGrid(tempo=tempo, beats=beats, downbeats=downbeats, time_signature=sig)
