@@ -93,11 +93,17 @@ def _active(vocals: np.ndarray, mix: np.ndarray, sr: int, threshold: float | Non
 
 
 def score(clips, separate) -> tuple[dict[str, float], float]:
-    """Mean SDR per stem (+ ``avg``), vocal-activity frame accuracy, and the CPU time over ``clips``."""
+    """Mean SDR per stem (+ ``avg``), vocal-activity frame accuracy, and the CPU time over ``clips``.
+
+    ``out["clips"]`` keeps each clip's SDR per stem (name -> stem -> dB), for looking at where a
+    model gains or loses.
+    """
     res = {s: [] for s in STEMS}
     acc = []
     took = 0.0
-    for _, mix, refs, sr in clips:
+    names = []
+    for name, mix, refs, sr in clips:
+        names.append(name)
         t = time.process_time()
         est = separate(mix, sr)
         took += time.process_time() - t
@@ -107,6 +113,7 @@ def score(clips, separate) -> tuple[dict[str, float], float]:
     out = {s: round(float(np.mean(v)), 2) for s, v in res.items()}
     out["avg"] = round(float(np.mean([out[s] for s in STEMS])), 2)
     out["vocal_activity_accuracy"] = round(float(np.mean(acc)), 3)
+    out["clips"] = {n: {s: round(float(res[s][i]), 2) for s in STEMS} for i, n in enumerate(names)}
     return out, took
 
 
