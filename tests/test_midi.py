@@ -93,6 +93,13 @@ def test_pickup_bar_puts_file_bars_and_beats_on_the_songs(tmp_path):
     pm = pretty_midi.PrettyMIDI(str(path))
     sigs = [(t.numerator, t.denominator, round(t.time, 4)) for t in pm.time_signature_changes]
     assert sigs == [(5, 32, 0.0), (4, 4, 0.3125)]
+    # bars on the third beat: the part of a beat, then the two beats before the first bar line
+    grid = _grid(0.3, downbeat_phase=2)
+    pm = pretty_midi.PrettyMIDI(str(write_midi(tmp_path / "p2.mid", _song_tracks(), grid)))
+    sigs = [(t.numerator, t.denominator, round(t.time, 4)) for t in pm.time_signature_changes]
+    assert sigs == [(5, 32, 0.0), (2, 4, 0.3125), (4, 4, 1.3125)]
+    beats = pm.get_beats()
+    assert all(np.min(np.abs(beats - b)) <= 0.5 / 32 + 1e-6 for b in grid.beats[grid.beats < 10])
     assert len(pm.get_tempo_changes()[1]) == 1 and abs(pm.get_tempo_changes()[1][0] - 120.0) < 0.01
     bars = pm.get_downbeats()
     beats = pm.get_beats()

@@ -5,10 +5,11 @@ Notes keep their true times: a file carries the song's tempo (one ``set_tempo`` 
 MIDI lines up with the stems when both are dropped into a DAW at 0:00.
 
 So that the DAW's bars and beats also line up with the song's (a song rarely starts on a bar
-line), the file opens with a short *pickup bar* (e.g. 7/16, 29/64) that ends where the song's
-tracked bar lines fall; from there on the song's meter runs. The pickup is a whole number of 64th
-notes, so the file's beats sit within a 128th note (1/32 of a beat) of the tracked ones; the tempo
-is not touched (one ``set_tempo``).
+line), the file opens with a *pickup* that ends where the song's tracked bar lines fall: a short
+bar for the part of a beat before the song's first beat (e.g. 13/64), then a bar of the beats
+before its first bar line (e.g. 3/4); from there on the song's meter runs. The pickup is a whole
+number of 64th notes, so the file's beats sit within a 128th note (1/32 of a beat) of the tracked
+ones; the tempo is not touched (one ``set_tempo``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ TICKS_PER_BEAT = 480
 DEFAULT_TEMPO = 120.0
 
 _GRID_RE = re.compile(r"^1/(\d+)(t?)$")
-#: The pickup bar is a whole number of these (a 64th note): finer than any note grid a DAW snaps to,
+#: The pickup is a whole number of these (a 64th note): finer than any note grid a DAW snaps to,
 #: and a time-signature denominator that MIDI (any power of 2) and notation programs accept.
 _PICKUP_STEP = TICKS_PER_BEAT // 16
 #: Below this beat-phase coherence (mean resultant length of the beats' phases at the tempo) the
@@ -123,7 +124,7 @@ def first_bar_line(grid: BeatGrid) -> float | None:
 
 
 def pickup_ticks(grid: BeatGrid) -> int:
-    """Length (ticks) of the pickup bar that puts the file's bar lines on the song's: a whole number
+    """Length (ticks) of the pickup that puts the file's bar lines on the song's: a whole number
     of 64th notes shorter than one bar (0: the song's bars already start at 0, or unknown)."""
     t = first_bar_line(grid)
     if t is None:
@@ -134,13 +135,24 @@ def pickup_ticks(grid: BeatGrid) -> int:
     return ticks % bar_ticks
 
 
-def _pickup_signature(ticks: int) -> tuple[int, int]:
-    """The time signature of a pickup bar of ``ticks`` (whole 64ths), in lowest terms down to
-    quarters: 390 ticks -> 13/64, 360 -> 3/16, 480 -> 1/4, 720 -> 3/8."""
-    n, den = ticks // _PICKUP_STEP, 64
-    while n % 2 == 0 and den > 4:
-        n, den = n // 2, den // 2
-    return n, den
+def _pickup_signatures(ticks: int, time_signature: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """``(tick, numerator, denominator)`` of the time signatures that open a file whose first bar line
+    falls at ``ticks``, then the song's meter: the part of a beat before the song's first beat as a
+    bar of 64ths in lowest terms (390 ticks -> 13/64, 360 -> 3/16), then the whole beats before its
+    first bar line as a bar of beats (so that those beats fall on the file's), then the meter."""
+    num, den = (int(v) for v in time_signature)
+    beat = TICKS_PER_BEAT * 4 // max(den, 1)
+    out = []
+    frac, whole = ticks % beat, ticks // beat
+    if frac:
+        n, d = frac // _PICKUP_STEP, 64
+        while n % 2 == 0 and d > 4:
+            n, d = n // 2, d // 2
+        out.append((0, n, d))
+    if whole:
+        out.append((frac, whole, den))
+    out.append((ticks, num, den))
+    return out
 
 
 def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signature: tuple[int, int], pickup: int = 0):
@@ -151,11 +163,10 @@ def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signatur
     mf = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0))
-    num, den = time_signature
-    if pickup > 0:
-        pnum, pden = _pickup_signature(pickup)
-        conductor.append(mido.MetaMessage("time_signature", numerator=pnum, denominator=pden, time=0))
-    conductor.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=max(pickup, 0)))
+    last = 0
+    for tick, num, den in _pickup_signatures(max(pickup, 0), time_signature):
+        conductor.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=tick - last))
+        last = tick
     conductor.append(mido.MetaMessage("end_of_track", time=0))
     mf.tracks.append(conductor)
 
@@ -187,7 +198,7 @@ def write_midi(path: str | Path, tracks: Sequence[NoteTrack], grid: BeatGrid | N
     """Write ``tracks`` as a type-1 MIDI file at ``path`` (atomically) and return the path.
 
     The file carries ``grid.tempo`` (120 BPM without a grid) and a 4/4 (or the grid's) time
-    signature, after a pickup bar when the grid's tracked bar lines do not fall on 0
+    signature, after a pickup when the grid's tracked bar lines do not fall on 0
     (:func:`pickup_ticks`); each track gets its name and General MIDI program, drum tracks go to
     channel 10. Note times are the tracks' own either way.
     """
@@ -215,7 +226,7 @@ def open_pretty_midi(path: str | Path):
 
 
 def _main_signature(pm) -> tuple[int, int]:
-    """The time signature that governs most of a PrettyMIDI file (not a pickup bar's); 4/4 if none."""
+    """The time signature that governs most of a PrettyMIDI file (not a pickup's); 4/4 if none."""
     ts = sorted(pm.time_signature_changes, key=lambda t: t.time)
     if not ts:
         return (4, 4)
