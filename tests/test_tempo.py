@@ -48,6 +48,45 @@ def test_downbeats_are_every_fourth_beat() -> None:
     assert np.all(np.diff(idx) == 4)
 
 
+def _pop_bars(bpm: float, sr: int, first_bar: int, seconds: float = 14.0) -> tuple[np.ndarray, np.ndarray]:
+    """A 4/4 groove: kicks on 1 and 3, snares (sharper onsets) on 2 and 4, and a chord (C, F, G, A minor) that
+    changes at each bar line; the song starts ``first_bar`` beats before a bar line. Returns the
+    signal and the bar lines' times."""
+    rng = np.random.default_rng(1)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    x = 0.001 * rng.standard_normal(n)
+    period = 60.0 / bpm
+    kick = np.sin(2 * np.pi * 55 * t[: int(0.12 * sr)]) * np.exp(-t[: int(0.12 * sr)] / 0.03)
+    snare = rng.standard_normal(int(0.08 * sr)) * np.exp(-t[: int(0.08 * sr)] / 0.015)
+    chords = [(48, 52, 55), (53, 57, 60), (55, 59, 62), (57, 60, 64)]
+    beat_times = np.arange(0.1, seconds - 0.2, period)
+    bars = []
+    for i, bt in enumerate(beat_times):
+        j = round(bt * sr)
+        pos = (i + first_bar) % 4  # 0: the first beat of a bar
+        hit = kick * 0.8 if pos in (0, 2) else snare * 0.5
+        x[j : j + hit.size] += hit[: n - j]
+        if pos == 0:
+            bars.append(bt)
+        if pos == 0 or i == 0:
+            chord = chords[(i + first_bar) // 4 % 4]
+            k = min(n, round((bt + 4 * period - pos * period) * sr)) if pos else min(n, round((bt + 4 * period) * sr))
+            seg = np.arange(k - j) / sr
+            x[j:k] += sum(0.05 * np.sin(2 * np.pi * 440 * 2 ** ((m - 69) / 12) * seg) for m in chord)
+    return x.astype(np.float32), np.asarray(bars)
+
+
+@pytest.mark.parametrize("first_bar", [0, 1, 2, 3])
+def test_downbeats_follow_the_harmony_not_the_snare(first_bar: int) -> None:
+    x, bars = _pop_bars(100.0, 22050, first_bar)
+    grid = estimate_beats(Audio(x, 22050))
+    assert abs(grid.tempo - 100.0) <= 2.0
+    # every tracked downbeat is a bar line (within 35 ms)
+    assert len(grid.downbeats) >= 4
+    assert all(np.min(np.abs(bars - d)) < 0.035 for d in grid.downbeats if d < bars[-1] + 0.1), (grid.downbeats, bars)
+
+
 @pytest.mark.parametrize("sr,channels", [(8000, 1), (48000, 2), (32000, 5)])
 def test_odd_sample_rates_and_channels(sr: int, channels: int) -> None:
     x = _click_track(96.0, sr, seconds=10.0)

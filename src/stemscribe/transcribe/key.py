@@ -42,13 +42,13 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chroma(power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def chroma(power: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Magnitude per pitch class of STFT power ``(F, T)`` between ``lo`` and ``hi`` Hz: ``(12, T)``."""
     sel = (freqs >= lo) & (freqs < hi)
     pc = np.round(12 * np.log2(freqs[sel] / 440.0) + 69).astype(int) % 12
-    out = np.zeros((12, power.shape[1]))
-    np.add.at(out, pc, np.sqrt(power[sel]))
-    return out
+    fold = np.zeros((12, pc.size))  # one-hot pitch class per bin: a matrix product, not np.add.at
+    fold[pc, np.arange(pc.size)] = 1.0
+    return fold @ np.sqrt(power[sel])
 
 
 def _bass_chroma(power: np.ndarray, freqs: np.ndarray, lo: float = 30.0, hi: float = 250.0) -> np.ndarray:
@@ -81,7 +81,7 @@ def estimate_key(audio: Audio) -> str | None:
         return None
     power = np.abs(stft(x, n_fft=_N_FFT, hop_length=_HOP)) ** 2
     freqs = np.linspace(0.0, _SR / 2, 1 + _N_FFT // 2)
-    full = _chroma(power, freqs, 55.0, 2000.0)
+    full = chroma(power, freqs, 55.0, 2000.0)
     bass = _bass_chroma(power, freqs)
     if full.sum() <= 0:
         return None

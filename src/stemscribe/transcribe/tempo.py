@@ -6,8 +6,8 @@ refined to a tenth of a BPM with a comb filter, and beats from dynamic programmi
 (:func:`track_beats`, librosa's algorithm in NumPy) locked to that tempo.  A slow song whose hi-hats
 play eighth notes reads as twice its tempo that way; the backbeat settles it (:func:`_backbeat_parity`):
 when the kicks and snares, the onsets below 2 kHz, land on every other beat only, the beat is twice
-as long.  Downbeats are the beat phase (in groups of four) with the strongest onsets (broadband plus
-low band, where kicks land).
+as long.  Downbeats are the beat phase (in groups of four) where, on average, the kicks land and
+the harmony and the bass line change (:func:`_downbeats`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ _MIN_BPM, _MAX_BPM = 40.0, 240.0
 #: (9 above 0.45), the 27 right ones up to 0.56 (that one at 76 BPM), 94 real MUSDB clips up to 0.43.
 _HALVE_CONTRAST = 0.45
 _MIN_HALVED_BPM = 45.0
+#: Pitch-class analysis for the downbeats (a 186 ms window every 46 ms at _SR).
+_CHROMA_N_FFT, _CHROMA_HOP = 4096, 1024
 
 
 def mono_at(audio: Audio, sr: int) -> np.ndarray:
@@ -117,8 +119,7 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     if parity is not None:
         tempo, beat_frames = tempo / 2, beat_frames[parity::2]
     beats = np.asarray(beat_frames) * _HOP / _SR
-    accent = low / (low.max() + 1e-12) + env / (env.max() + 1e-12)
-    downbeats = _downbeats(beats, beat_frames, accent)
+    downbeats = _downbeats(beats, beat_frames, low, x)
     report_progress(progress, "tempo", 1.0)
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
 
@@ -223,12 +224,60 @@ def _backbeat_parity(frames: np.ndarray, body: np.ndarray) -> int | None:
     return 0 if even > odd else 1
 
 
-def _downbeats(beats: np.ndarray, frames: np.ndarray, accent: np.ndarray, per_bar: int = 4) -> np.ndarray:
-    """Pick the beat phase (mod ``per_bar``) with the strongest onsets in ``accent`` ``(T,)``."""
-    if len(beats) < per_bar:
+def _downbeats(beats: np.ndarray, frames: np.ndarray, low: np.ndarray, x: np.ndarray, per_bar: int = 4) -> np.ndarray:
+    """The beats (one in ``per_bar``) that start bars: the beat phase with the highest mean of three
+    cues, each standardised over the song's beats:
+
+    * the kick: the low-band onset envelope ``low`` ``(T,)`` at the beat (within 23 ms);
+    * a harmony change: the cosine distance between the pitch-class profiles (55 Hz - 2 kHz) of the
+      two beats before and the two beats after it (chords change at bar lines, and in pop often
+      at half bars, so two beats on each side);
+    * a bass change: the same for the bass register (30-200 Hz).
+
+    The kick alone cannot tell beat 1 from beat 3, nor the old broadband accent beat 1 from the
+    snare's 2 and 4. On 37 rendered POP909 excerpts in 4/4 (their annotated downbeats) and 18
+    cut-in devset songs, downbeats within 70 ms: 0.62 / 0.80 with the old accent, 0.70 / 0.96 with
+    these three (``benchmarks/midi_grid.py`` measures the bar lines of the written MIDI).
+    """
+    n = len(beats)
+    if n < per_bar:
         return np.zeros(0)
-    frames = np.clip(np.asarray(frames, dtype=int), 0, accent.size - 1)
-    strength = np.array([accent[max(f - 2, 0) : f + 3].max() for f in frames])
-    phase_scores = [strength[p::per_bar].mean() for p in range(per_bar)]
-    phase = int(np.argmax(phase_scores))
+    frames = np.clip(np.asarray(frames, dtype=int), 0, low.size - 1)
+    kick = np.array([low[max(f - 2, 0) : f + 3].max() for f in frames])
+    from stemscribe.transcribe.key import chroma
+
+    power = np.abs(stft(x, n_fft=_CHROMA_N_FFT, hop_length=_CHROMA_HOP)) ** 2
+    freqs = np.linspace(0.0, _SR / 2, 1 + _CHROMA_N_FFT // 2)
+    at = np.clip(np.round(np.asarray(beats) * _SR / _CHROMA_HOP).astype(int), 0, power.shape[1])
+    cues = [kick, _change_at_beats(chroma(power, freqs, 55.0, 2000.0), at),
+            _change_at_beats(chroma(power, freqs, 30.0, 200.0), at)]
+    score = np.zeros(per_bar)
+    for cue in cues:
+        ok = np.isfinite(cue)
+        if ok.sum() < 2 or np.nanstd(cue) <= 0:
+            continue
+        z = (cue - np.nanmean(cue)) / np.nanstd(cue)
+        for p in range(per_bar):
+            vals = z[p::per_bar]
+            if np.isfinite(vals).any():
+                score[p] += float(np.nanmean(vals))
+    phase = int(np.argmax(score))
     return np.asarray(beats[phase::per_bar], dtype=float)
+
+
+def _change_at_beats(profiles: np.ndarray, at: np.ndarray, span: int = 2) -> np.ndarray:
+    """Cosine distance between the summed ``profiles`` ``(12, frames)`` of the ``span`` beats before
+    and after each beat (``at``: each beat's frame); ``nan`` where a side has fewer beats."""
+    n = len(at)
+    out = np.full(n, np.nan)
+    edges = np.append(at, profiles.shape[1])
+    csum = np.concatenate([np.zeros((profiles.shape[0], 1)), np.cumsum(profiles, axis=1)], axis=1)
+
+    def window(a: int, b: int) -> np.ndarray:
+        lo, hi = edges[a], max(edges[b], edges[a] + 1)
+        v = csum[:, min(hi, csum.shape[1] - 1)] - csum[:, min(lo, csum.shape[1] - 1)]
+        return v / (np.linalg.norm(v) + 1e-12)
+
+    for i in range(span, n - span + 1):
+        out[i] = 1.0 - float(window(i - span, i) @ window(i, i + span))
+    return out
