@@ -8,10 +8,12 @@ song, seeded), tracks the beats of what is left (``estimate_beats``, as ``split`
 MIDI file the way ``split`` does (with a pickup bar) and without one (the constant-tempo file from
 0 that ``split`` wrote before), reads both back with pretty_midi and reports
 
-* beats: of the reference beats (the song's tempo from its ``meta.json``, beats from its first
-  sample, shifted by the cut), the share with a file beat within 50 ms;
-* bars (devset only, whose songs start on a downbeat in 4/4): the share of reference downbeats with
-  a file bar line within 70 ms.
+* beats: of the reference beats, shifted by the cut, the share with a file beat within 50 ms;
+* bars: the share of reference downbeats (in 4/4 songs) with a file bar line within 70 ms.
+
+The reference: a labelled render's ``meta.json`` carries POP909's annotated beats and downbeats
+(``training/render_data.py --labelled``, or ``--annotate`` for a set rendered before); a devset
+song starts on a downbeat in 4/4 at its ``tempo``.
 
     python benchmarks/midi_grid.py --rendered benchmarks/results/rendered-eval [--json OUT]
 """
@@ -40,9 +42,19 @@ def hit_rate(ref: np.ndarray, est: np.ndarray, tol: float) -> float:
     return float(np.mean(np.min(np.abs(ref[:, None] - est[None, :]), axis=1) <= tol))
 
 
-def score_cut(x: np.ndarray, sr: int, tempo: float, cut: float, bars: bool, tmp: Path) -> dict:
+def reference(meta: dict, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """True beats and bar lines (s) of a song: annotated in a labelled render's meta (no bar lines
+    unless it is in 4/4), else (the devset) from 0 at the tempo, a bar every 4 beats."""
+    if "beats" in meta:
+        bars = meta["downbeats"] if meta.get("beats_per_bar") == 4 else []
+        return np.asarray(meta["beats"], dtype=float), np.asarray(bars, dtype=float)
+    beats = np.arange(0.0, seconds, 60.0 / float(meta["tempo"]))
+    return beats, beats[::4]
+
+
+def score_cut(x: np.ndarray, sr: int, meta: dict, cut: float, tmp: Path) -> dict:
     """Track the beats of ``x`` ``(n, channels)`` without its first ``cut`` seconds, write the MIDI
-    both ways and score each file's beats (and bar lines when ``bars``) against the true grid."""
+    both ways and score each file's beats and bar lines against the song's."""
     import pretty_midi
 
     from stemscribe.midi import _tracks_to_midifile, pickup_ticks
@@ -52,13 +64,11 @@ def score_cut(x: np.ndarray, sr: int, tempo: float, cut: float, bars: bool, tmp:
     y = x[int(round(cut * sr)) :].T
     dur = y.shape[1] / sr
     grid = estimate_beats(Audio(y, sr))
-    period = 60.0 / tempo
-    k = np.arange(int(np.ceil(cut / period)), int((cut + dur - 0.5) / period) + 1)
-    ref_beats = k * period - cut
-    ref_bars = ref_beats[k % 4 == 0] if bars else np.zeros(0)
+    beats, bars = reference(meta, x.shape[0] / sr)
+    ref_beats, ref_bars = (r[(r >= 0) & (r <= dur - 0.5)] for r in (beats - cut, bars - cut))
     # one note to the end, so that pretty_midi's beats and bar lines run through the song
     track = NoteTrack("drums", [Note(36, 0.0, dur + 1.0, 100)], 0, True)
-    row = {"cut": round(cut, 3), "tempo": grid.tempo, "true_tempo": tempo}
+    row = {"cut": round(cut, 3), "tempo": grid.tempo, "true_tempo": float(meta["tempo"])}
     for name, pickup in (("pickup", pickup_ticks(grid)), ("none", 0)):
         path = tmp / f"{name}.mid"
         _tracks_to_midifile([track], grid.tempo, grid.time_signature, pickup).save(str(path))
@@ -99,13 +109,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as td:
         for folder, set_name in sets:
             for song in sorted(p for p in folder.iterdir() if (p / "meta.json").is_file()):
-                tempo = float(json.loads((song / "meta.json").read_text())["tempo"])
+                meta = json.loads((song / "meta.json").read_text())
                 x, sr = sf.read(song / "mixture.flac", dtype="float32", always_2d=True)
                 for _ in range(args.cuts):
                     row = {"set": set_name, "song": song.name,
-                           **score_cut(x, sr, tempo, float(rng.uniform(0.05, 3.0)), set_name == "devset", Path(td))}
+                           **score_cut(x, sr, meta, float(rng.uniform(0.05, 3.0)), Path(td))}
                     rows.append(row)
-                    print(f"{set_name:8s} {song.name:10s} cut {row['cut']:5.2f} s  tempo {row['tempo']:6.1f} (true {tempo:6.1f})"
+                    print(f"{set_name:8s} {song.name:10s} cut {row['cut']:5.2f} s  tempo {row['tempo']:6.1f} (true {row['true_tempo']:6.1f})"
                           f"  beats {row['pickup']['beats']:.2f} / {row['none']['beats']:.2f}"
                           f"  bars {row['pickup']['bars']:.2f} / {row['none']['bars']:.2f}", flush=True)
     summary = summarise(rows)

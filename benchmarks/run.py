@@ -560,7 +560,11 @@ def write_docs() -> str:
               "as real songs and excerpts rarely do; the beats of the rest are tracked and the MIDI file written as `split` "
               "writes it (a pickup bar, `stemscribe.midi.pickup_ticks`) and as a constant-tempo file from 0 (what `split` "
               "wrote before 2026-12-06). Share of the true beats with a file beat within 50 ms and of the true bar lines "
-              "with a file bar line within 70 ms (devset only: its songs start on a downbeat), as pretty_midi and a DAW "
+              "with a file bar line within 70 ms, as pretty_midi and a DAW that reads the file's meter place them. The truth: "
+              "the devset's songs start on a downbeat in 4/4 at their tempo; the rendered songs' meta.json carries POP909's "
+              "annotated beats and downbeats (`training/render_data.py --annotate DIR` adds them to a set rendered before; "
+              "bar lines scored on the 4/4 songs only). Downbeats are the beat phase where kicks land and the harmony and bass "
+              "change (since 2026-12-06; before, the strongest onsets: bar lines 0.736 devset, 0.629 rendered with the pickup). "
               "that reads the file's meter place them:", "",
               "| set | cuts | tempo within 2 BPM | beats: pickup bar | beats: from 0 | bars: pickup bar | bars: from 0 |",
               "|---|---:|---:|---:|---:|---:|---:|"]

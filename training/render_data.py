@@ -366,6 +366,29 @@ def pan(mono: np.ndarray, rng: np.random.Generator, width: float = 0.3) -> np.nd
     return np.stack([mono * np.sqrt(0.5 - p / 2) * 1.41, mono * np.sqrt(0.5 + p / 2) * 1.41]).astype(np.float32)
 
 
+def clip_window(song: dict, rng: np.random.Generator) -> tuple[float, float]:
+    """The first draws of :func:`make_clip`: the time stretch (clip seconds per song second) and the
+    song time (s) where the clip starts, on an annotated beat."""
+    stretch = rng.uniform(0.85, 1.2)
+    span = SECONDS / stretch
+    beats = song["beats"]
+    start_choices = beats[(beats > beats[0] + 2) & (beats < beats[-1] - span - 1)]
+    t0 = float(rng.choice(start_choices)) if len(start_choices) else float(beats[0])
+    return float(stretch), t0
+
+
+def clip_beats(song: dict, stretch: float, t0: float) -> dict:
+    """POP909's annotated beats and 4/4 downbeats inside a clip, in clip seconds, and the beats per bar
+    (the median spacing of the downbeats; 3 in the few songs annotated in threes)."""
+    beats = song["beats"]
+    inside = (beats >= t0) & (beats < t0 + SECONDS / stretch)
+    idx = np.flatnonzero(song["downbeats"])
+    per_bar = int(np.median(np.diff(idx))) if len(idx) > 1 else 4
+    return {"beats": [round(float(b), 4) for b in (beats[inside] - t0) * stretch],
+            "downbeats": [round(float(b), 4) for b in (beats[inside & song["downbeats"]] - t0) * stretch],
+            "beats_per_bar": per_bar}
+
+
 def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray:
     """One ``(4, 2, n)`` clip; when ``labels`` is a dict it receives each stem's notes (clip seconds,
     ``(start, end, pitch, velocity)``; GM drum numbers for drums) under ``"notes"`` and the clip's
@@ -375,11 +398,9 @@ def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray
     rng = np.random.default_rng(seed)
     song = load_song(folder)
     n = int(SECONDS * SR)
-    stretch = rng.uniform(0.85, 1.2)  # clip seconds per song second
+    stretch, t0 = clip_window(song, rng)
     span = SECONDS / stretch
     beats = song["beats"]
-    start_choices = beats[(beats > beats[0] + 2) & (beats < beats[-1] - span - 1)]
-    t0 = float(rng.choice(start_choices)) if len(start_choices) else float(beats[0])
     t1 = t0 + span
     shift = int(rng.integers(-5, 7))
 
@@ -427,6 +448,7 @@ def make_clip(folder: Path, seed: int, labels: dict | None = None) -> np.ndarray
         labels["notes"] = notes
         labels["vocals"] = kind
         labels["tempo"] = round(60.0 / (period * stretch), 2)  # a song beat lasts period * stretch clip seconds
+        labels.update(clip_beats(song, stretch, t0))
         # the key, transposed with the clip, when the song keeps one key throughout (POP909's key
         # regions are in audio time, the notes in MIDI time, so a modulating song's clip cannot be placed)
         if len(set(song["keys"])) == 1:
@@ -476,7 +498,7 @@ def _labelled(args) -> tuple[str, bool]:
         if labels["notes"][stem]:
             write_midi(tmp / f"{stem}.mid", labels["notes"][stem], 0, drums=stem == "drums")
     meta = {"tempo": labels["tempo"], "seconds": SECONDS, "vocals": labels["vocals"], "pop909_song": folder.name,
-            "seed": seed}
+            "seed": seed, **{k: labels[k] for k in ("beats", "downbeats", "beats_per_bar")}}
     if "key" in labels:  # as the devset: tonic pitch class (0 = C) and mode
         meta.update(key=labels["key"], minor=labels["minor"])
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -493,7 +515,17 @@ def main() -> None:
     p.add_argument("--labelled", type=Path, metavar="DIR",
                    help="write a devset-style labelled set here instead (song folders with stems, MIDI and meta.json) "
                         "for scoring transcription on rendered music; use a --seed other than the training render's")
+    p.add_argument("--annotate", type=Path, metavar="DIR",
+                   help="add the annotated beats, downbeats and beats per bar to the meta.json of a labelled set "
+                        "rendered before they were written there (the same clips: same seeds), and exit")
     args = p.parse_args()
+    if args.annotate:
+        for meta_path in sorted(args.annotate.glob("*/meta.json")):
+            meta = json.loads(meta_path.read_text())
+            song = load_song(args.pop909 / meta["pop909_song"])
+            meta.update(clip_beats(song, *clip_window(song, np.random.default_rng(meta["seed"]))))
+            meta_path.write_text(json.dumps(meta, indent=1))
+        return
     songs = sorted(d for d in args.pop909.iterdir() if d.is_dir())
     rng = np.random.default_rng(args.seed)
     work = [(i, songs[int(rng.integers(len(songs)))], args.seed * 100003 + i) for i in range(args.count)]
