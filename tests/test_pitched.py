@@ -370,3 +370,23 @@ def test_the_accented_note_of_a_chord_gets_the_higher_velocity():
     # one note at a time the note's velocity is the stem's power, as before
     solo = transcribe_pitched(Audio(tone(67, 0.3, 1.5, 2.5, amp=0.15), SR), stem="vocals").notes
     assert len(solo) == 1 and 1 <= solo[0].velocity <= 127
+
+
+def test_earlier_starts_moves_a_late_vocal_start_to_its_pitch_rise() -> None:
+    from stemscribe.transcribe.pitched import SpectralFeatures, _earlier_starts
+
+    n = 100
+    power = np.full((n, bp.N_NOTE_BINS), 1e-8, np.float32)
+    k = 69 - bp.MIDI_OFFSET
+    power[20:60, k] = 1e-3  # the sung A4 rises at frame 20 (50 dB in one frame)...
+    power[70:90, k + 2] = 1e-3  # ...and a B4 at 70
+    feats = SpectralFeatures(np.zeros(n, np.float32), power, power.copy())
+    # decoded 6 frames late: moved back to the rise (the middle of the first 2-frame difference
+    # that spans it)
+    out = _earlier_starts([(26, 60, 69), (72, 90, 71)], feats, rise_db=3.0, back=9)
+    assert out == [(19, 60, 69), (69, 90, 71)]
+    # a rise further back than `back` frames, a flat pitch, or the note before: the start stays
+    assert _earlier_starts([(35, 60, 69)], feats, rise_db=3.0, back=9) == [(35, 60, 69)]
+    assert _earlier_starts([(26, 60, 70)], feats, rise_db=3.0, back=9) == [(26, 60, 70)]
+    assert _earlier_starts([(10, 21, 67), (26, 60, 69)], feats, rise_db=3.0, back=9)[1] == (21, 60, 69)
+    assert _earlier_starts([(26, 60, 69)], feats, rise_db=3.0, back=0) == [(26, 60, 69)]

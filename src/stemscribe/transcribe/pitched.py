@@ -118,6 +118,10 @@ class DecodeSettings:
     # -17.1); the same song 25 dB quieter lost real notes under silence_db, and 9.5 dB louder gained
     # ghost notes (devset "other" true-stem F1 0.793 -> 0.636; vocals from lite stems 0.679 -> 0.645)
     level_db: float | None = -17.0
+    # vocals: a note starts where its pitch's harmonics rise by this much (dB over 2 frames) within
+    # this many frames before the decoded start (0 frames: off); see _earlier_starts
+    vocal_rise_db: float = 3.0
+    vocal_rise_frames: int = 9  # ~100 ms
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -281,6 +285,8 @@ def _transcribe_prepared(
             notes = drop_absent_voice(notes, feats, other_feats, settings)
         else:
             notes = drop_bleed(notes, feats, other_feats, settings)
+    if stem == "vocals":
+        notes = _earlier_starts(sorted(notes), feats, rise_db=settings.vocal_rise_db, back=settings.vocal_rise_frames)
     track.notes = _to_notes(notes, feats, pg.times, per_note=stem not in MONO_RANGES)
     report_progress(progress, "transcribe", 1.0, stem=stem)
     return track
@@ -540,6 +546,39 @@ def _refine_starts(notes: list[RawNote], onset: np.ndarray, attacks: np.ndarray)
                 out[-1] = (pa, new, pk)
         if b - new >= 2:
             out.append((new, b, k))
+    return out
+
+
+def _earlier_starts(notes: list[RawNote], feats: SpectralFeatures, *, rise_db: float, back: int,
+                    ahead: int = 2, lag: int = 2) -> list[RawNote]:
+    """Move each note's start back to where the power of its pitch's first harmonics rises fastest
+    (by at least ``rise_db`` over ``lag`` frames) within ``back`` frames before it (or ``ahead``
+    after), never into the note before (notes sorted, non-overlapping, as :func:`decode_mono` gives).
+
+    A sung onset is soft, and a separated voice softer still: a causal separator such as ``lite``
+    hands the first frames of a note partly to the other stems, so the note posterior and the
+    stem's loudness rise late. On lite stems the decoded vocal starts came 11 ms (devset) to 26 ms
+    (40 rendered songs) late at the median and 12 % / 21 % of them more than 50 ms late, against
+    none / 8 % on the true stems. Moved here: onset F1 of the vocals from the mixture 0.651 -> 0.732
+    (devset), 0.329 -> 0.370 (rendered); bass and "other" did not gain, so only vocals use it.
+    """
+    if not notes or back <= 0:
+        return notes
+    level = 10.0 * np.log10(feats.pitch_power + 1e-12)
+    n = level.shape[0]
+    out: list[RawNote] = []
+    prev_end = 0
+    for a, b, p in notes:
+        k = int(p) - bp.MIDI_OFFSET
+        lo, hi = max(a - back, prev_end, lag), min(a + ahead, n - 1)
+        new = a
+        if 0 <= k < level.shape[1] and hi > lo:
+            rise = level[lo : hi + 1, k] - level[lo - lag : hi + 1 - lag, k]
+            i = int(np.argmax(rise))
+            if rise[i] >= rise_db:
+                new = max(prev_end, min(a, lo + i - lag // 2))  # the middle of the rise
+        out.append((new, b, p))
+        prev_end = b
     return out
 
 
