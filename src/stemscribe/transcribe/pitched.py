@@ -559,8 +559,10 @@ def _earlier_starts(notes: list[RawNote], feats: SpectralFeatures, *, rise_db: f
     hands the first frames of a note partly to the other stems, so the note posterior and the
     stem's loudness rise late. On lite stems the decoded vocal starts came 11 ms (devset) to 26 ms
     (40 rendered songs) late at the median and 12 % / 21 % of them more than 50 ms late, against
-    none / 8 % on the true stems. Moved here: onset F1 of the vocals from the mixture 0.651 -> 0.732
-    (devset), 0.329 -> 0.370 (rendered); bass and "other" did not gain, so only vocals use it.
+    none / 8 % on the true stems. Moving them (after the bleed checks, which judge a note by its
+    decoded frames): onset F1 of the vocals from the mixture 0.651 -> 0.732 (devset), 0.329 ->
+    0.383 (40 rendered songs), 0.315 -> 0.328 (real clips); true rendered stems 0.824 -> 0.846,
+    devset 0.996 either way (docs/transcription.md). Bass and "other" did not gain.
     """
     if not notes or back <= 0:
         return notes
