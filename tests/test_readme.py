@@ -37,3 +37,15 @@ def test_readme_quick_start_split(tmp_path, monkeypatch):
     # the vocal part when new lite weights left the demo's voice a little quieter under the band
     assert all(report["note_counts"][stem] > 0 for stem in ("drums", "bass", "other", "vocals")), report["note_counts"]
     assert len(mido.MidiFile(song / "demo.mid").tracks) == 5
+    # the MIDI's bar lines fall on the report's downbeats (every fourth tracked beat), within 1/32 beat
+    # plus the tracker's jitter around the file's constant tempo (its last beat may stray further)
+    import numpy as np
+    import pretty_midi
+
+    beats, downbeats = np.array(report["beats"]), np.array(report["downbeats"])
+    assert len(downbeats) >= 2 and np.all(np.isin(downbeats, beats))
+    assert set(np.diff(np.flatnonzero(np.isin(beats, downbeats)))) == {4}
+    bars = pretty_midi.PrettyMIDI(str(song / "demo.mid")).get_downbeats()
+    tol = 60.0 / report["tempo_bpm"] / 32 + 0.012
+    near = [np.min(np.abs(bars - d)) <= tol for d in downbeats[downbeats < bars[-1]]]
+    assert sum(near) >= len(near) - 1, near

@@ -362,6 +362,7 @@ def split(
         "format": fmt,
         "tempo_bpm": round(float(grid.tempo), 2),
         "beats": [round(float(b), 3) for b in grid.beats],
+        "downbeats": [round(float(b), 3) for b in grid.downbeats],
         "time_signature": list(grid.time_signature),
         "key": key,
         "quantize": quantize,

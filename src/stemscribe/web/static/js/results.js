@@ -51,6 +51,7 @@ export async function renderResults(view, id) {
   const timeline = new Timeline(lanesHost, {
     duration,
     beats: report.beats || [],
+    downbeats: report.downbeats || [],
     beatsPerBar: (report.time_signature && report.time_signature[0]) || 4,
   });
 

@@ -20,12 +20,15 @@ export function noteName(pitch) {
 export class Timeline {
   /**
    * @param {HTMLElement} host  where the scrolling lanes go
-   * @param {{duration: number, beats?: number[], beatsPerBar?: number}} song
+   * @param {{duration: number, beats?: number[], downbeats?: number[], beatsPerBar?: number}} song
    */
   constructor(host, song) {
     this.duration = Math.max(song.duration || 0, 0.1);
     this.beats = song.beats || [];
     this.beatsPerBar = song.beatsPerBar || 4;
+    // bar lines from the first downbeat (a beat of the song that starts a bar); without one, from the first beat
+    const first = (song.downbeats || []).length ? this.beats.findIndex((b) => Math.abs(b - song.downbeats[0]) < 1e-3) : -1;
+    this.barPhase = first >= 0 ? first % this.beatsPerBar : 0;
     this.zoom = 1;
     this.time = 0;
     this.lanes = []; // {stem, color, canvas, peaks, notes, audible, message}
@@ -171,7 +174,7 @@ export class Timeline {
     const spacing = (this.beats.length > 1 ? (this.beats.at(-1) - this.beats[0]) / (this.beats.length - 1) : 1) * pps;
     this.beats.forEach((b, i) => {
       if (b < t0 || b > t1) return;
-      const bar = i % this.beatsPerBar === 0;
+      const bar = (i - this.barPhase) % this.beatsPerBar === 0;
       if (!bar && spacing < 6) return;
       ctx.fillStyle = bar ? "rgba(31,35,64,0.13)" : "rgba(31,35,64,0.05)";
       ctx.fillRect(Math.round((b - t0) * pps), top, 1, height);
