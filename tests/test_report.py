@@ -248,3 +248,16 @@ def test_match_onsets_is_a_maximum_matching_like_mir_eval():
         assert all(abs(ref[i] - est[j]) <= 0.07 + 1e-9 for i, j in pairs)
         expect = len(mir_eval.util.match_events(ref, est, 0.07)) if ref.size and est.size else 0
         assert len(pairs) == expect, (trial, ref, est)
+
+
+def test_a_note_grazing_a_bar_line_does_not_belong_to_the_bar_before():
+    from stemscribe.report import _in_bar
+    from stemscribe.types import Note
+
+    # bar [2.4, 4.8): a sung note that starts 40 ms before its end belongs to the next bar only
+    assert not _in_bar(Note(60, 4.76, 5.6, 90), 2.4, 4.8)
+    assert _in_bar(Note(60, 4.76, 5.6, 90), 4.8, 7.2)
+    # a note that holds over the bar line for long enough counts in both; a short one inside counts
+    assert _in_bar(Note(60, 4.5, 5.6, 90), 2.4, 4.8) and _in_bar(Note(60, 4.5, 5.6, 90), 4.8, 7.2)
+    assert _in_bar(Note(60, 3.0, 3.06, 90), 2.4, 4.8)
+    assert not _in_bar(Note(60, 1.0, 2.0, 90), 2.4, 4.8)

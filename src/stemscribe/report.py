@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .types import Audio, BeatGrid, NoteTrack
+from .types import Audio, BeatGrid, Note, NoteTrack
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -479,6 +479,18 @@ def bar_bounds(grid: BeatGrid, duration: float) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
+#: a note belongs to a bar it overlaps by at least this long (or half its own length, if shorter),
+#: so a note whose onset lands just before a bar line does not make the bar before "notes where
+#: the stem is silent"
+_BAR_OVERLAP_S = 0.1
+
+
+def _in_bar(note: Note, start: float, end: float) -> bool:
+    """Whether ``note`` sounds in the bar ``[start, end)`` by more than grazing its edge."""
+    overlap = min(note.end, end) - max(note.start, start)
+    return overlap > 0 and overlap >= min(_BAR_OVERLAP_S, 0.5 * (note.end - note.start))
+
+
 def midi_consistency(
     y: np.ndarray, mag: np.ndarray, track: NoteTrack, grid: BeatGrid, active: np.ndarray
 ) -> dict[str, Any]:
@@ -512,7 +524,7 @@ def midi_consistency(
     rows = []
     for k, (s, e) in enumerate(bars):
         fr = (frame_t >= s) & (frame_t < e)
-        notes_here = any(nt.start < e and nt.end > s for nt in track.notes)
+        notes_here = any(_in_bar(nt, s, e) for nt in track.notes)
         sounding = bool(np.mean(active[fr]) > 0.1) if fr.any() else False
         if not notes_here and not sounding:
             continue
