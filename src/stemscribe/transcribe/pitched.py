@@ -566,16 +566,16 @@ def _earlier_starts(notes: list[RawNote], feats: SpectralFeatures, *, rise_db: f
     """
     if not notes or back <= 0:
         return notes
-    level = 10.0 * np.log10(feats.pitch_power + 1e-12)
-    n = level.shape[0]
+    n, n_pitches = feats.pitch_power.shape
     out: list[RawNote] = []
     prev_end = 0
     for a, b, p in notes:
         k = int(p) - bp.MIDI_OFFSET
         lo, hi = max(a - back, prev_end, lag), min(a + ahead, n - 1)
         new = a
-        if 0 <= k < level.shape[1] and hi > lo:
-            rise = level[lo : hi + 1, k] - level[lo - lag : hi + 1 - lag, k]
+        if 0 <= k < n_pitches and hi > lo:
+            level = 10.0 * np.log10(feats.pitch_power[lo - lag : hi + 1, k] + 1e-12)  # this note's window only
+            rise = level[lag:] - level[:-lag]
             i = int(np.argmax(rise))
             if rise[i] >= rise_db:
                 new = max(prev_end, min(a, lo + i - lag // 2))  # the middle of the rise

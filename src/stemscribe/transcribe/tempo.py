@@ -205,6 +205,12 @@ def _refine(frames: np.ndarray, env: np.ndarray, period: float) -> np.ndarray:
     return np.unique(out[keep[0] : keep[-1] + 1])
 
 
+def _peaks_at(env: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The peak of ``env`` ``(T,)`` within two frames (23 ms) of each beat frame: ``(n_beats,)``."""
+    frames = np.clip(np.asarray(frames, dtype=int), 0, env.size - 1)
+    return np.array([env[max(f - 2, 0) : f + 3].max() for f in frames])
+
+
 def _backbeat_parity(frames: np.ndarray, body: np.ndarray) -> int | None:
     """The parity (0 or 1) of the beats at ``frames`` that carry the kicks and snares, when only
     every other beat does (the tempo is then half); ``None`` when both parities do, as in 4/4 pop
@@ -217,7 +223,7 @@ def _backbeat_parity(frames: np.ndarray, body: np.ndarray) -> int | None:
     frames = np.asarray(frames, dtype=int)
     if frames.size < 8:
         return None
-    strength = np.array([body[max(f - 2, 0) : f + 3].max() for f in np.clip(frames, 0, body.size - 1)])
+    strength = _peaks_at(body, frames)
     even, odd = float(strength[0::2].mean()), float(strength[1::2].mean())
     if even + odd <= 0 or abs(even - odd) / (even + odd) <= _HALVE_CONTRAST:
         return None
@@ -242,8 +248,7 @@ def _downbeats(beats: np.ndarray, frames: np.ndarray, low: np.ndarray, x: np.nda
     n = len(beats)
     if n < per_bar:
         return np.zeros(0)
-    frames = np.clip(np.asarray(frames, dtype=int), 0, low.size - 1)
-    kick = np.array([low[max(f - 2, 0) : f + 3].max() for f in frames])
+    kick = _peaks_at(low, frames)
     from stemscribe.transcribe.key import chroma
 
     power = np.abs(stft(x, n_fft=_CHROMA_N_FFT, hop_length=_CHROMA_HOP)) ** 2
