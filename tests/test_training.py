@@ -170,6 +170,53 @@ def test_harmonic_input_extends_a_trained_model_and_keeps_its_optimizer_moments(
         train.add_refine_harmonics({"config": {"arch": "crn"}, "model": {}}, [2.0])
 
 
+def test_wider_recurrent_layers_keep_what_the_model_computes_and_its_optimizer_moments(train):
+    # --add-gru-hidden: the trained units ignore the new ones and the new ones feed nothing yet (same
+    # output, live == offline still), the new units' outgoing weights get a gradient, and the trained
+    # entries keep their AdamW moments in their new places
+    import numpy as np
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet, LiteStream
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "refine_context": 2, "side": True}
+    torch.manual_seed(0)
+    base = LiteNet(cfg)
+    named = train.param_groups(base, 10.0)
+    opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named], lr=1e-3)
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
+    base(x).square().mean().backward()
+    opt.step()
+    state = {"config": cfg, "model": base.state_dict(), "optimizer": opt.state_dict(), "step": 1}
+    ext, index = train.add_gru_hidden(state, 48, seed=1)
+    assert ext["config"]["gru_hidden"] == 48 and "gru_hidden" not in cfg
+    net = LiteNet(ext["config"])
+    net.load_state_dict(ext["model"])
+    assert net.gru.hidden_size == 48 and net.dec.in_features == 48 + 32
+    with torch.no_grad():
+        ref = net.eval()(x)
+        assert torch.allclose(base.eval()(x), ref, atol=1e-6)
+        stream = LiteStream(net)
+        parts = [stream.push(x[0, :, i : i + 1000]) for i in range(0, x.shape[-1], 1000)] + [stream.flush()]
+        assert torch.allclose(torch.cat(parts, dim=-1), ref[0], atol=1e-5)
+    named2 = train.param_groups(net, 10.0)
+    opt2 = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named2], lr=1e-3)
+    assert train.carry_optimizer(opt2, named2, state["optimizer"], cfg, 10.0, index) == sum(1 for _ in base.parameters())
+    old = {n: opt.state[p]["exp_avg"] for g in named for n, p in g["params"]}
+    new = {n: opt2.state[p]["exp_avg"] for g in named2 for n, p in g["params"]}
+    rows = torch.cat([torch.arange(g * 48, g * 48 + 32) for g in range(3)])
+    assert torch.equal(new["gru.weight_hh_l1"][rows][:, :32], old["gru.weight_hh_l1"])
+    assert float(new["gru.weight_hh_l1"][:, 32:].abs().max()) == 0.0  # the new units' entries start fresh
+    assert torch.equal(new["dec.weight"][:, :32], old["dec.weight"][:, :32])
+    assert torch.equal(new["dec.weight"][:, 48:], old["dec.weight"][:, 32:])
+    net.train()
+    net(x).square().mean().backward()
+    assert float(net.dec.weight.grad[:, 32:48].abs().max()) > 0
+    with pytest.raises(ValueError, match="already have"):
+        train.add_gru_hidden(ext, 40, seed=1)
+
+
 def test_render_data_reads_pop909_keys(tmp_path):
     """The labelled render's key comes from POP909's key_audio.txt (one region or several)."""
     import pretty_midi

@@ -370,6 +370,62 @@ def add_refine_harmonics(state: dict, ratios: list[float]) -> dict:
     return {**state, "config": config, "model": model}
 
 
+def _gru_index(old: int, new: int, layers: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Where each entry of a ``old``-unit GRU (and the decoder reading it) sits in a ``new``-unit
+    one: per parameter name, the new index of each old index along each dimension."""
+    rows = torch.cat([torch.arange(g * new, g * new + old) for g in range(3)])  # gates r, z, n
+    units = torch.arange(old)
+    index: dict[str, tuple[torch.Tensor, ...]] = {}
+    for k in range(layers):
+        index[f"gru.weight_hh_l{k}"] = (rows, units)
+        index[f"gru.weight_ih_l{k}"] = (rows, units) if k else (rows, slice(None))
+        index[f"gru.bias_ih_l{k}"] = (rows,)
+        index[f"gru.bias_hh_l{k}"] = (rows,)
+    return index
+
+
+def _embed(old: torch.Tensor, like: torch.Tensor, index: tuple, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """``old`` placed at ``index`` in a tensor shaped like ``like`` (the rest from ``fill``, else zero)."""
+    out = fill.clone() if fill is not None else like.new_zeros(like.shape)
+    if len(index) == 1:
+        out[index[0]] = old
+    else:
+        rows, cols = index
+        out[rows.unsqueeze(1) if isinstance(cols, torch.Tensor) else rows, cols] = old
+    return out
+
+
+@torch.no_grad()
+def add_gru_hidden(state: dict, units: int, seed: int) -> tuple[dict, dict[str, tuple]]:
+    """Widen a trained model's recurrent layers to ``units`` without changing what it computes.
+
+    The trained units keep their weights and ignore the new ones (zero weights from the new units'
+    states and outputs into them); the new units start at PyTorch's default initialisation, reading
+    the same inputs, and feed nothing yet (zero columns in the next layer and the decoder), so the
+    output is the old model's until training moves them. Also returns the index map, so that the
+    optimizer's moments of the trained entries can follow them."""
+    config = dict(state["config"])
+    h = int(config.get("hidden", 256))
+    old = int(config.get("gru_hidden") or h)
+    if units <= old:
+        raise ValueError(f"the recurrent layers already have {old} units; ask for more to widen them")
+    config["gru_hidden"] = int(units)
+    torch.manual_seed(seed)
+    fresh = LiteNet(config).state_dict()
+    model = dict(state["model"])
+    index = _gru_index(old, units, int(config.get("layers", 2)))
+    for name, idx in index.items():
+        fill = fresh[name].clone()
+        if len(idx) == 2 and isinstance(idx[1], torch.Tensor):
+            fill[idx[0]] = 0.0  # trained units: nothing from the new units' states / outputs
+        model[name] = _embed(state["model"][name], fresh[name], idx, fill)
+    # the decoder reads [gru, encoder]: the new units' columns start at zero
+    index["dec.weight"] = (torch.arange(fresh["dec.weight"].shape[0]),
+                           torch.cat([torch.arange(old), torch.arange(units, units + h)]))
+    model["dec.weight"] = _embed(state["model"]["dec.weight"], fresh["dec.weight"], index["dec.weight"])
+    return {**state, "config": config, "model": model}, index
+
+
 def param_groups(net: LiteNet, first_lr_scale: float) -> list[dict]:
     """AdamW parameter groups, as ``(name, parameter)`` lists: the first encoder layer (where a new,
     zero-initialised input channel lives) and the full-resolution refinement (new, its output layer
@@ -384,7 +440,7 @@ def param_groups(net: LiteNet, first_lr_scale: float) -> list[dict]:
 
 
 def carry_optimizer(opt: torch.optim.Optimizer, groups: list[dict], old: dict, old_config: dict,
-                    first_lr_scale: float) -> int:
+                    first_lr_scale: float, widened: dict[str, tuple] | None = None) -> int:
     """Copy AdamW moments from an optimizer state of the model ``old_config`` describes into ``opt``
     (built on ``groups`` of an extended model) for every parameter of the same name and shape; new
     parameters start fresh. Returns how many parameters carried their state."""
@@ -399,6 +455,10 @@ def carry_optimizer(opt: torch.optim.Optimizer, groups: list[dict], old: dict, o
             st = old["state"].get(index.get(n, -1))
             if st is not None and st["exp_avg"].shape == p.shape:
                 opt.state[p] = {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+                carried += 1
+            elif st is not None and widened and n in widened:  # the trained entries' moments, zero elsewhere
+                opt.state[p] = {k: _embed(v, p, widened[n]) if k.startswith("exp_avg") else
+                                (v.clone() if torch.is_tensor(v) else v) for k, v in st.items()}
                 carried += 1
     return carried
 
@@ -473,6 +533,9 @@ def main() -> None:
     p.add_argument("--add-refine-harmonics", type=float, nargs="+", metavar="RATIO",
                    help="let the refinement read the input features at these multiples of each bin's frequency "
                         "(e.g. 0.25 0.333 0.5 0.667 1.5 2 3 4); the new weights start at zero")
+    p.add_argument("--add-gru-hidden", type=int, default=0, metavar="UNITS",
+                   help="widen a trained model's recurrent layers to this many units (the new units feed nothing "
+                        "at first, so the output is unchanged; the trained entries keep their AdamW moments)")
     p.add_argument("--first-lr-scale", type=float, default=1.0,
                    help="learning-rate factor for the first encoder layer and the refinement (e.g. 10 with --add-side, --add-refine)")
     p.add_argument("--stem-weights", type=float, nargs=4, metavar=("DRUMS", "BASS", "OTHER", "VOCALS"),
@@ -537,6 +600,12 @@ def main() -> None:
         state = add_refine_harmonics(state, args.add_refine_harmonics)
         fresh_opt = True
         print(f"the refinement now reads the features at {args.add_refine_harmonics} x each bin's frequency", flush=True)
+    widened = None
+    if state is not None and args.add_gru_hidden and args.add_gru_hidden != state["config"].get("gru_hidden"):
+        old_state = old_state or state
+        state, widened = add_gru_hidden(state, args.add_gru_hidden, args.seed)
+        fresh_opt = True
+        print(f"widened the recurrent layers to {args.add_gru_hidden} units", flush=True)
     if state is not None:
         config = state["config"]
     if args.level and config.get("level") is None:
@@ -568,7 +637,7 @@ def main() -> None:
             opt.load_state_dict(state["optimizer"])
         elif old_state is not None and "optimizer" in old_state and not args.add_side and not args.add_refine:
             # an extension added parameters: the trained ones keep their AdamW moments
-            n = carry_optimizer(opt, named, old_state["optimizer"], old_state["config"], args.first_lr_scale)
+            n = carry_optimizer(opt, named, old_state["optimizer"], old_state["config"], args.first_lr_scale, widened)
             print(f"carried the optimizer state of {n} parameters", flush=True)
         step, seconds, best = state["step"], state["seconds"], state["best"]
         rng = np.random.default_rng([args.seed, step])

@@ -70,6 +70,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # starts filled with the whole input's level; a stream starts empty. The masks still multiply
     # the unscaled mixture, so the stems keep the input's level.
     "level": None,
+    # units of the recurrent layers (None: ``hidden``). Wider than the bottleneck gives the model
+    # more memory of what it has heard without widening the per-frame encoder; ``training/train.py
+    # --add-gru-hidden`` widens a trained model without changing its output.
+    "gru_hidden": None,
 }
 
 #: the input level normalisation shipped with the model (see DEFAULT_CONFIG["level"])
@@ -120,10 +124,12 @@ class LiteNet(nn.Module):
         self.in_scale = nn.Parameter(torch.ones(nf_in))
         self.enc_norm = nn.LayerNorm(h)
         self.conv = nn.Conv1d(h, h, self.kernel)
-        self.gru = nn.GRU(h, h, int(c["layers"]), batch_first=True)
+        self.gru_hidden = int(c.get("gru_hidden") or h)
+        gh = self.gru_hidden
+        self.gru = nn.GRU(h, gh, int(c["layers"]), batch_first=True)
         if self.arch == "dense":
             self.enc = nn.Linear(nf_in, h, bias=False)
-            self.dec = nn.Linear(2 * h, h)
+            self.dec = nn.Linear(gh + h, h)
             self.dec_norm = nn.LayerNorm(h)
             self.out = nn.Linear(h, self.n_stems * nf)
         elif self.arch == "crn":
@@ -137,7 +143,7 @@ class LiteNet(nn.Module):
             self.fenc = nn.ModuleList(nn.Conv1d(i, o, 5, stride=2, padding=2) for i, o in zip(ins, chans))
             flat = chans[-1] * self.crn_low
             self.enc = nn.Linear(flat, h, bias=False)
-            self.dec = nn.Linear(2 * h, flat)
+            self.dec = nn.Linear(gh + h, flat)
             outs = [*chans[:-1][::-1], chans[0]]
             self.fdec = nn.ModuleList(
                 nn.ConvTranspose1d(2 * i, o, 4, stride=2, padding=1) for i, o in zip(chans[::-1], outs))
