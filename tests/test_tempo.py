@@ -191,11 +191,24 @@ def test_key_of_silence_is_unknown() -> None:
 
 
 @pytest.mark.skipif(not DEVSET.is_dir(), reason="devset not present")
-def test_devset_tempo_within_2_bpm() -> None:
+def test_devset_tempo_within_a_fifth_of_a_bpm() -> None:
     import soundfile as sf
 
+    # the tempo of the line through the tracked beats: 0.06 BPM off at most (the comb filter's
+    # own estimate was up to 0.2 BPM low, a 12 s song's grid drifting 25 ms off its last beat)
     for song in sorted(DEVSET.glob("dev*")):
         meta = json.loads((song / "meta.json").read_text())
         y, sr = sf.read(song / "mixture.flac", dtype="float32", always_2d=True)
         grid = estimate_beats(Audio(y.T, sr))
-        assert abs(grid.tempo - meta["tempo"]) <= 2.0, (song.name, grid.tempo, meta["tempo"])
+        assert abs(grid.tempo - meta["tempo"]) <= 0.2, (song.name, grid.tempo, meta["tempo"])
+
+
+def test_fit_tempo_is_the_line_through_the_beats_and_ignores_strays() -> None:
+    from stemscribe.transcribe.tempo import _fit_tempo
+
+    rng = np.random.default_rng(3)
+    beats = 0.4 + np.arange(24) * 60 / 101.3 + rng.normal(0, 0.005, 24)
+    beats[[5, 20, 23]] += 0.12  # three beats on an off-beat onset
+    assert abs(_fit_tempo(beats, 101.0) - 101.3) < 0.05
+    assert _fit_tempo(beats[:5], 101.0) == 101.0  # too few beats: kept
+    assert _fit_tempo(beats, 90.0) == 90.0  # a fit far from the comb's tempo: kept
