@@ -9,7 +9,13 @@ MIDI file the way ``split`` does (with a pickup bar) and without one (the consta
 0 that ``split`` wrote before), reads both back with pretty_midi and reports
 
 * beats: of the reference beats, shifted by the cut, the share with a file beat within 50 ms;
-* bars: the share of reference downbeats (in 4/4 songs) with a file bar line within 70 ms.
+* bars: the share of reference downbeats (in 4/4 songs) with a file bar line within 70 ms;
+* quantize (``--quantize 1/16``): the song's true pitched notes (its ``bass``/``other``/``vocals``
+  MIDI, shifted by the cut) snapped to 1/16 and written as ``split --quantize`` writes them, and as
+  it did before 2026-12-06 (snapped to the tracked beats, one tempo): the share of onsets exactly
+  on the file's 1/16 grid lines (counted from its bar lines), the median shift from the true onset,
+  the onset F1 (50 ms) against the true notes after the round trip, and the share of cuts written
+  with a tempo map.
 
 The reference: a labelled render's ``meta.json`` carries POP909's annotated beats and downbeats
 (``training/render_data.py --labelled``, or ``--annotate`` for a set rendered before); a devset
@@ -52,12 +58,88 @@ def reference(meta: dict, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     return beats, beats[::4]
 
 
-def score_cut(x: np.ndarray, sr: int, meta: dict, cut: float, tmp: Path) -> dict:
+def _tracked_quantize(track, grid, step_beats: float):
+    """What ``quantize`` did before 2026-12-06: onsets snapped to ``step_beats`` subdivisions of
+    the tracked beats (evenly between them, the global tempo beyond them)."""
+    from stemscribe.types import Note, NoteTrack
+
+    beat_len = 60.0 / max(grid.tempo, 1e-3)
+    beats = np.asarray(grid.beats, dtype=float)
+    if len(beats) < 2:
+        beats = np.array([0.0, beat_len]) if len(beats) == 0 else np.array([beats[0], beats[0] + beat_len])
+    t_max = max(n.end for n in track.notes) + 1.0
+    n_before = int(np.ceil(beats[0] / beat_len)) + 1
+    n_after = int(np.ceil(max(t_max - beats[-1], 0.0) / beat_len)) + 2
+    ext = np.concatenate([beats[0] - beat_len * np.arange(n_before, 0, -1), beats,
+                          beats[-1] + beat_len * np.arange(1, n_after + 1)])
+    pos = np.interp(np.arange(0.0, len(ext) - 1 + 1e-9, step_beats), np.arange(len(ext)), ext)
+    notes = [Note(n.pitch, max(float(pos[np.argmin(np.abs(pos - n.start))]), 0.0), 0.0, n.velocity) for n in track.notes]
+    return NoteTrack(track.name, [Note(q.pitch, q.start, q.start + n.duration, q.velocity) for q, n in zip(notes, track.notes)])
+
+
+def _on_grid(path: Path, step_ticks: int) -> tuple[np.ndarray, int]:
+    """(for each note onset of a written file: on a grid line counted from the file's bar lines?,
+    number of set_tempo events)."""
+    import mido
+
+    mf = mido.MidiFile(str(path))
+    sigs, tick = [], 0
+    for m in mf.tracks[0]:
+        tick += m.time
+        if m.type == "time_signature":
+            sigs.append(tick)
+    first_bar = sigs[-1] if sigs else 0
+    ons = []
+    for track in mf.tracks[1:]:
+        tick = 0
+        for m in track:
+            tick += m.time
+            if m.type == "note_on" and m.velocity > 0:
+                ons.append(tick)
+    n_tempos = sum(m.type == "set_tempo" for m in mf.tracks[0])
+    return (np.asarray(ons) - first_bar) % step_ticks == 0, n_tempos
+
+
+def score_quantize(song: Path, cut: float, dur: float, grid, tmp: Path) -> dict | None:
+    """Quantize the song's true pitched notes (shifted by ``cut``) to 1/16 both ways; see the module doc."""
+    import mir_eval
+    import pretty_midi
+
+    from stemscribe.midi import TICKS_PER_BEAT, quantize, read_midi, write_midi
+    from stemscribe.types import Note, NoteTrack
+
+    notes = []
+    for stem in ("bass", "other", "vocals"):
+        if (song / f"{stem}.mid").is_file():
+            for inst in pretty_midi.PrettyMIDI(str(song / f"{stem}.mid")).instruments:
+                notes += [Note(n.pitch, n.start - cut, n.end - cut, n.velocity) for n in inst.notes
+                          if n.start - cut >= 0 and n.start - cut <= dur - 0.5]
+    if not notes:
+        return None
+    track = NoteTrack("notes", sorted(notes, key=lambda n: n.start))
+    ref_on = np.array([n.start for n in track.notes])
+    ref = (np.stack([ref_on, ref_on + 0.1], axis=1), np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in track.notes]))
+    out = {}
+    for name, q, follow in (("new", quantize(track, grid, "1/16"), True),
+                            ("tracked", _tracked_quantize(track, grid, 0.25), False)):
+        path = write_midi(tmp / f"q_{name}.mid", [q], grid, follow_beats=follow)
+        on_grid, n_tempos = _on_grid(path, TICKS_PER_BEAT // 4)
+        back = read_midi(path)[0][0].notes
+        got = np.array([n.start for n in back])
+        hz = np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in back])
+        f1 = mir_eval.transcription.precision_recall_f1_overlap(
+            ref[0], ref[1], np.stack([got, got + 0.1], axis=1), hz, onset_tolerance=BEAT_TOL, offset_ratio=None)[2]
+        out[name] = {"on_grid": float(on_grid.mean()), "shift_ms": float(np.median(np.abs(np.sort(got) - np.sort(ref_on))) * 1000),
+                     "f1": float(f1), "tempo_map": n_tempos > 2}  # more than the pickup's and the song's
+    return out
+
+
+def score_cut(x: np.ndarray, sr: int, meta: dict, cut: float, tmp: Path, song: Path | None = None) -> dict:
     """Track the beats of ``x`` ``(n, channels)`` without its first ``cut`` seconds, write the MIDI
     both ways and score each file's beats and bar lines against the song's."""
     import pretty_midi
 
-    from stemscribe.midi import _tracks_to_midifile, pickup_ticks
+    from stemscribe.midi import _TimeMap, _tracks_to_midifile, time_map
     from stemscribe.transcribe.tempo import estimate_beats
     from stemscribe.types import Audio, Note, NoteTrack
 
@@ -69,12 +151,17 @@ def score_cut(x: np.ndarray, sr: int, meta: dict, cut: float, tmp: Path) -> dict
     # one note to the end, so that pretty_midi's beats and bar lines run through the song
     track = NoteTrack("drums", [Note(36, 0.0, dur + 1.0, 100)], 0, True)
     row = {"cut": round(cut, 3), "tempo": grid.tempo, "true_tempo": float(meta["tempo"])}
-    for name, pickup in (("pickup", pickup_ticks(grid)), ("none", 0)):
+    written = time_map(grid)
+    for name, tmap in (("pickup", written), ("none", _TimeMap(written.times, written.ticks, 0))):
         path = tmp / f"{name}.mid"
-        _tracks_to_midifile([track], grid.tempo, grid.time_signature, pickup).save(str(path))
+        _tracks_to_midifile([track], tmap, grid.time_signature).save(str(path))
         pm = pretty_midi.PrettyMIDI(str(path))
         row[name] = {"beats": hit_rate(ref_beats, np.asarray(pm.get_beats(), dtype=float), BEAT_TOL),
                      "bars": hit_rate(ref_bars, np.asarray(pm.get_downbeats(), dtype=float), BAR_TOL)}
+    if song is not None:
+        q = score_quantize(song, cut, dur, grid, tmp)
+        if q is not None:
+            row["quantize"] = q
     return row
 
 
@@ -89,6 +176,11 @@ def summarise(rows: list[dict]) -> dict:
                 vals = [r[name][what] for r in sel if np.isfinite(r[name][what])]
                 if vals:
                     summary[set_name][f"{name}_{what}"] = round(float(np.mean(vals)), 3)
+        for name in ("new", "tracked"):
+            qs = [r["quantize"][name] for r in sel if "quantize" in r]
+            for what in ("on_grid", "shift_ms", "f1", "tempo_map"):
+                if qs:
+                    summary[set_name][f"quantize_{name}_{what}"] = round(float(np.mean([q[what] for q in qs])), 3)
     return summary
 
 
@@ -113,11 +205,14 @@ def main() -> int:
                 x, sr = sf.read(song / "mixture.flac", dtype="float32", always_2d=True)
                 for _ in range(args.cuts):
                     row = {"set": set_name, "song": song.name,
-                           **score_cut(x, sr, meta, float(rng.uniform(0.05, 3.0)), Path(td))}
+                           **score_cut(x, sr, meta, float(rng.uniform(0.05, 3.0)), Path(td), song)}
                     rows.append(row)
                     print(f"{set_name:8s} {song.name:10s} cut {row['cut']:5.2f} s  tempo {row['tempo']:6.1f} (true {row['true_tempo']:6.1f})"
                           f"  beats {row['pickup']['beats']:.2f} / {row['none']['beats']:.2f}"
-                          f"  bars {row['pickup']['bars']:.2f} / {row['none']['bars']:.2f}", flush=True)
+                          f"  bars {row['pickup']['bars']:.2f} / {row['none']['bars']:.2f}"
+                          + (f"  quantized on grid {row['quantize']['new']['on_grid']:.2f} / {row['quantize']['tracked']['on_grid']:.2f}"
+                             f" F1 {row['quantize']['new']['f1']:.2f} / {row['quantize']['tracked']['f1']:.2f}"
+                             f"{' tempo map' if row['quantize']['new']['tempo_map'] else ''}" if "quantize" in row else ""), flush=True)
     summary = summarise(rows)
     print(json.dumps(summary, indent=1))
     if args.json:

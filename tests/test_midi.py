@@ -44,14 +44,71 @@ def test_empty_track_writes_valid_file(tmp_path):
     assert sum(len(t) for t in tracks) == 0
 
 
-def test_quantize_snaps_to_sixteenths_of_tracked_beats():
+def _note_ticks(path):
+    """(onset tick, time-signature ticks, set_tempo count) of a written file's first note track."""
+    mf = mido.MidiFile(path)
+    tick, ons = 0, []
+    for m in mf.tracks[1]:
+        tick += m.time
+        if m.type == "note_on":
+            ons.append(tick)
+    tempos = [m for m in mf.tracks[0] if m.type == "set_tempo"]
+    return np.array(ons), len(tempos)
+
+
+def test_quantize_snaps_to_the_files_grid_lines(tmp_path):
+    from stemscribe.midi import pickup_ticks
+
     grid = BeatGrid(tempo=120.0, beats=np.arange(0.1, 10, 0.5))  # beats start at 0.1 s
     track = NoteTrack("other", [Note(60, 0.1 + 0.13, 0.5), Note(62, 1.1 + 0.02, 1.3)])
     q = quantize(track, grid, "1/16")  # 1/16 = 0.125 s at 120 BPM
+    # on the tracked beats' sixteenths: the pickup (3 64ths, 0.09375 s at 120 BPM) gets its own
+    # tempo so that it lasts exactly up to the first beat
     assert q.notes[0].start == pytest.approx(0.1 + 0.125, abs=1e-6)
     assert q.notes[1].start == pytest.approx(1.1, abs=1e-6)
     assert q.notes[0].duration == pytest.approx(track.notes[0].duration, abs=1e-6)
     assert track.notes[0].start == pytest.approx(0.23)  # input untouched
+    # exactly on the DAW's 1/16 lines, counted from the file's bar lines; the pickup's tempo, then 120
+    path = write_midi(tmp_path / "q.mid", [q], grid, follow_beats=True)
+    ons, n_tempos = _note_ticks(path)
+    assert n_tempos == 2 and np.all((ons - pickup_ticks(grid)) % 120 == 0)
+    tempos = [round(mido.tempo2bpm(m.tempo), 2) for m in mido.MidiFile(path).tracks[0] if m.type == "set_tempo"]
+    assert tempos == [112.5, 120.0] and read_midi(path)[1].tempo == pytest.approx(120.0, abs=0.01)
+    # unquantized files keep one tempo (note times exact at it in any program)
+    assert _note_ticks(write_midi(tmp_path / "u.mid", [track], grid))[1] == 1
+
+
+def test_quantize_follows_a_drifting_tempo_with_a_tempo_map(tmp_path):
+    import pretty_midi
+
+    # a band speeding up from 100 to 112 BPM over 60 beats, tracked with 10 ms of jitter
+    rng = np.random.default_rng(1)
+    periods = 60.0 / np.linspace(100, 112, 60)
+    true_beats = 0.37 + np.concatenate([[0.0], np.cumsum(periods[:-1])])
+    beats = true_beats + rng.normal(0, 0.01, len(true_beats))
+    grid = BeatGrid(tempo=106.0, beats=beats, downbeats=beats[1::4])
+    # notes played on the beats and on the eighths between, 15 ms early or late
+    eighths = np.sort(np.concatenate([true_beats[:-1], (true_beats[:-1] + true_beats[1:]) / 2]))
+    starts = eighths + rng.choice([-0.015, 0.015], len(eighths))
+    track = NoteTrack("bass", [Note(40, t, t + 0.1) for t in starts])
+    q = quantize(track, grid, "1/8")
+    path = write_midi(tmp_path / "d.mid", [q], grid, follow_beats=True)
+    ons, n_tempos = _note_ticks(path)
+    assert n_tempos > 10  # a tempo map, not one tempo
+    pickup = [m for m in mido.MidiFile(path).tracks[0] if m.type == "time_signature"]
+    first_bar = sum(m.time for m in pickup[:-1]) + pickup[-1].time
+    assert np.all((ons - first_bar) % 240 == 0)  # on the file's eighths
+    assert len(set(ons.tolist())) == len(ons)  # no two notes snapped to one line
+    # ... which are where the notes were played: within 20 ms of the true eighths, read back
+    pm = pretty_midi.PrettyMIDI(str(path))
+    got = np.array([n.start for n in pm.instruments[0].notes])
+    assert np.max(np.abs(got - eighths)) < 0.02
+    # a reader sees the file's beats on the song's, and the tempo that holds for most of it
+    file_beats = pm.get_beats()
+    assert all(np.min(np.abs(file_beats - b)) < 0.02 for b in true_beats[:-1])
+    assert 100 < read_midi(path)[1].tempo < 112
+    # without follow_beats (or unquantized) the file keeps one tempo
+    assert _note_ticks(write_midi(tmp_path / "c.mid", [track], grid))[1] == 1
 
 
 def test_parse_grid():
@@ -140,3 +197,20 @@ def test_pickup_is_robust_to_a_few_misplaced_beats():
     beats[[3, 9, 17]] += 0.2  # three beats tracked late
     shaky = BeatGrid(tempo=120.0, beats=beats, downbeats=grid.downbeats)
     assert abs(first_bar_line(shaky) - 0.3) < 0.02
+
+
+def test_misplaced_last_beats_neither_move_the_grid_nor_make_a_tempo_map(tmp_path):
+    from stemscribe.midi import first_bar_line, time_map
+
+    # 80 BPM from 0.012 s, the last three of ten tracked beats about 0.2 s early (what the tracker
+    # does at the end of some clips): the file grid stays on the other seven
+    period = 0.75
+    beats = 0.012 + period * np.arange(10)
+    beats[7:] -= np.array([0.18, 0.19, 0.26])
+    grid = BeatGrid(tempo=80.0, beats=beats, downbeats=beats[::4])
+    assert abs(first_bar_line(grid) - 0.012) < 0.005
+    tmap = time_map(grid, follow_beats=True)
+    assert len(tmap.times) <= 3  # the pickup's tempo and the song's, no map through the strays
+    track = NoteTrack("bass", [Note(40, b + 0.01, b + 0.3) for b in 0.012 + period * np.arange(10)])
+    q = quantize(track, grid, "1/16")
+    assert np.allclose([n.start for n in q.notes], 0.012 + period * np.arange(10), atol=0.003)

@@ -10,6 +10,10 @@ bar for the part of a beat before the song's first beat (e.g. 13/64), then a bar
 before its first bar line (e.g. 3/4); from there on the song's meter runs. The pickup is a whole
 number of 64th notes, so the file's beats sit within a 128th note (1/32 of a beat) of the tracked
 ones; the tempo is not touched (one ``set_tempo``).
+
+Quantized tracks are the exception (:func:`quantize`, ``write_midi(..., follow_beats=True)``):
+their onsets sit exactly on the file's grid lines, and a song whose tempo drifts away from one
+tempo gets a tempo map through its tracked beats, so that grid stays on the music.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ _PICKUP_STEP = TICKS_PER_BEAT // 16
 #: Below this beat-phase coherence (mean resultant length of the beats' phases at the tempo) the
 #: tracked beats do not agree on where the beat falls, and the file gets no pickup.
 _MIN_PHASE_COHERENCE = 0.5
+#: A quantized file gets a tempo map when its smoothed tracked beats fall further than this (s)
+#: from the constant-tempo grid (about a 1/64 note at 120 BPM, less than a DAW user would accept
+#: as "on the grid") ...
+DRIFT_S = 0.025
+#: ... for at least this many beats in a row (two bars of 4/4).
+DRIFT_BEATS = 8
+#: Tracked beats are smoothed over this many beats either side before they become a tempo map.
+_SMOOTH_BEATS = 4
 
 
 def parse_grid(grid: str) -> float:
@@ -59,39 +71,155 @@ def parse_grid(grid: str) -> float:
     return steps * 2.0 / 3.0 if m.group(2) else steps
 
 
-def _grid_positions(grid: BeatGrid, step_beats: float, t_max: float) -> np.ndarray:
-    """Times (s) of every grid step from 0 to ``t_max``, following the tracked beats.
+class _TimeMap:
+    """Seconds <-> file ticks, piecewise linear through anchors (one tempo per segment, the last
+    segment's beyond both ends), and the tick of the file's first bar line (``pickup``)."""
 
-    Between tracked beats the steps are spaced evenly; before the first and after the last beat
-    they continue at the global tempo.
-    """
-    beat_len = 60.0 / max(grid.tempo, 1e-3)
+    def __init__(self, times: np.ndarray, ticks: np.ndarray, pickup: int) -> None:
+        self.times = np.asarray(times, dtype=float)
+        self.ticks = np.asarray(ticks, dtype=float)
+        self.pickup = int(pickup)
+
+    @staticmethod
+    def _extend(x: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        y = np.interp(x, xs, ys)
+        lo, hi = x < xs[0], x > xs[-1]
+        y[lo] = ys[0] + (x[lo] - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+        y[hi] = ys[-1] + (x[hi] - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return y
+
+    def ticks_at(self, seconds: np.ndarray | float) -> np.ndarray:
+        return self._extend(np.atleast_1d(np.asarray(seconds, dtype=float)), self.times, self.ticks)
+
+    def seconds_at(self, ticks: np.ndarray | float) -> np.ndarray:
+        return self._extend(np.atleast_1d(np.asarray(ticks, dtype=float)), self.ticks, self.times)
+
+    def tempos(self) -> list[tuple[int, float]]:
+        """``(tick, bpm)`` where each segment starts (the first at tick 0)."""
+        bpm = 60.0 * np.diff(self.ticks) / TICKS_PER_BEAT / np.diff(self.times)
+        out = [(0, float(bpm[0]))]
+        for tick, b in zip(self.ticks[1:-1], bpm[1:]):
+            out.append((int(round(tick)), float(b)))
+        return out
+
+
+def _constant_map(grid: BeatGrid, exact_pickup: bool = False) -> _TimeMap:
+    """One tempo (``grid.tempo``) after the pickup (:func:`pickup_ticks`), which is a whole number of
+    64ths: the file's bar lines then sit up to a 128th note (19 ms at 100 BPM) off the song's.
+    ``exact_pickup`` plays the pickup at its own tempo instead, so that its 64ths last exactly up
+    to the song's first bar line (a second ``set_tempo`` there)."""
+    tempo = float(grid.tempo) if grid.tempo and np.isfinite(grid.tempo) and grid.tempo > 0 else DEFAULT_TEMPO
+    beat_s = 60.0 / tempo
+    pickup = pickup_ticks(grid)
+    t_bar = first_bar_line(grid) if exact_pickup else None
+    if t_bar is not None:
+        exact = t_bar * TICKS_PER_BEAT / beat_s
+        ticks = int(round(exact / _PICKUP_STEP)) * _PICKUP_STEP  # the pickup before the modulo
+        if ticks == 0:  # the bar starts within a 128th note of 0: there, and what is before it at 0
+            return _TimeMap(np.array([t_bar, t_bar + beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), 0)
+        return _TimeMap(np.array([0.0, t_bar, t_bar + beat_s]),
+                        np.array([0.0, float(ticks), float(ticks + TICKS_PER_BEAT)]), pickup)
+    return _TimeMap(np.array([0.0, beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), pickup)
+
+
+def _smooth_beats(beats: np.ndarray, half: int = _SMOOTH_BEATS) -> np.ndarray:
+    """Each beat time replaced by a robust straight line (over beat numbers: Theil-Sen, the median
+    of the pairwise slopes, and the median intercept) through the beats within ``half`` of it: the
+    tracker's jitter (a few ms) and its odd misplaced beat (often among the last ones of a song)
+    are removed, a tempo that drifts stays."""
+    n = len(beats)
+    out = np.empty(n)
+    for j in range(n):
+        lo, hi = max(0, j - half), min(n, j + half + 1)
+        k = np.arange(lo, hi, dtype=float)
+        b = beats[lo:hi]
+        i1, i2 = np.triu_indices(k.size, 1)
+        slope = float(np.median((b[i2] - b[i1]) / (k[i2] - k[i1])))
+        out[j] = float(np.median(b - slope * k)) + slope * j
+    return out
+
+
+def _beat_map(grid: BeatGrid) -> _TimeMap | None:
+    """A map whose file beats are the song's (smoothed) tracked beats: a tempo per beat. ``None``
+    when the beats are too few or not increasing."""
     beats = np.asarray(grid.beats, dtype=float)
-    if len(beats) < 2:
-        beats = np.array([0.0, beat_len]) if len(beats) == 0 else np.array([beats[0], beats[0] + beat_len])
-    n_before = int(np.ceil(beats[0] / beat_len)) + 1
-    n_after = int(np.ceil(max(t_max - beats[-1], 0.0) / beat_len)) + 2
-    ext = np.concatenate(
-        [beats[0] - beat_len * np.arange(n_before, 0, -1), beats, beats[-1] + beat_len * np.arange(1, n_after + 1)]
-    )
-    beat_idx = np.arange(0.0, len(ext) - 1 + 1e-9, step_beats)
-    return np.interp(beat_idx, np.arange(len(ext)), ext)
+    if len(beats) < 4:
+        return None
+    b = _smooth_beats(beats)
+    if np.any(np.diff(b) <= 0) or b[0] < 0:
+        return None
+    num, den = (int(v) for v in grid.time_signature)
+    beat_ticks = TICKS_PER_BEAT * 4 // max(den, 1)
+    # the part before the first beat at the first beat's length, in 64ths (as the pickup)
+    first = int(round(b[0] / (b[1] - b[0]) * beat_ticks / _PICKUP_STEP)) * _PICKUP_STEP
+    ticks = first + beat_ticks * np.arange(len(b), dtype=float)
+    times, tick_anchors = (np.concatenate([[0.0], b]), np.concatenate([[0.0], ticks])) if first > 0 else (b, ticks)
+    # the bar line: the beat (mod the meter) on which most tracked downbeats fall
+    marks = np.asarray(grid.downbeats, dtype=float)
+    j0 = 0
+    if len(marks):
+        which = np.array([int(np.argmin(np.abs(beats - m))) for m in marks]) % max(num, 1)
+        j0 = int(np.bincount(which).argmax())
+    bar_ticks = max(num, 1) * beat_ticks
+    return _TimeMap(times, tick_anchors, int((first + j0 * beat_ticks) % bar_ticks))
+
+
+def _drifts(grid: BeatGrid, constant: _TimeMap) -> bool:
+    """Whether the song's smoothed tracked beats (:func:`_smooth_beats`) stray from the nearest beats
+    of the constant-tempo file grid by more than :data:`DRIFT_S` for :data:`DRIFT_BEATS` beats in a
+    row (a tempo that really moves, not the tracker's odd misplaced beat); always when the beats
+    do not agree on one phase at the tempo."""
+    if first_bar_line(grid) is None:
+        return True
+    beat_ticks = TICKS_PER_BEAT * 4 // max(int(grid.time_signature[1]), 1)
+    beats = _smooth_beats(np.asarray(grid.beats, dtype=float))
+    r = (constant.ticks_at(beats) - constant.pickup) / beat_ticks
+    beat_s = float(constant.seconds_at(beat_ticks)[0] - constant.seconds_at(0)[0])
+    off = np.abs(r - np.round(r)) * beat_s > DRIFT_S
+    run = longest = 0
+    for o in off:
+        run = run + 1 if o else 0
+        longest = max(longest, run)
+    return longest >= DRIFT_BEATS
+
+
+def time_map(grid: BeatGrid | None, follow_beats: bool = False) -> _TimeMap:
+    """How a file written for ``grid`` places seconds on ticks.
+
+    By default one tempo (``grid.tempo``) after the pickup (:func:`pickup_ticks`), and note times
+    stay exact in any program that reads the file at that tempo. With ``follow_beats`` (quantized
+    tracks, whose grid is the point) the pickup gets its own tempo, so that the file's bar lines fall
+    exactly on the song's; and a song whose tracked beats drift from that constant grid (by over
+    :data:`DRIFT_S` for :data:`DRIFT_BEATS` beats in a row: a live band speeding up, a rubato intro) gets a tempo map
+    instead, one tempo per beat through its smoothed beats, so that the file's beats are the song's."""
+    grid = grid or BeatGrid(tempo=DEFAULT_TEMPO)
+    constant = _constant_map(grid, exact_pickup=follow_beats)
+    if follow_beats and len(grid.beats) >= DRIFT_BEATS and _drifts(grid, constant):
+        follow = _beat_map(grid)
+        if follow is not None:
+            return follow
+    return constant
 
 
 def quantize(track: NoteTrack, grid: BeatGrid, step: str) -> NoteTrack:
-    """Snap every onset to the nearest ``step`` (``"1/16"``...) of ``grid``; durations are kept.
+    """Snap every onset to the nearest ``step`` (``"1/16"``...) of the file grid that
+    ``write_midi(..., grid, follow_beats=True)`` writes: the grid lines of the DAW that opens the
+    file, counted from its bar lines, which follow the song's tracked beats (a tempo map when the
+    song's tempo drifts, see :func:`time_map`). Durations are kept.
 
     Returns a new track; ``track`` is not modified.
     """
-    step_beats = parse_grid(step)
+    step_ticks = parse_grid(step) * TICKS_PER_BEAT
     if not track.notes:
         return NoteTrack(track.name, [], track.program, track.is_drum)
-    t_max = max(n.end for n in track.notes) + 1.0
-    pos = _grid_positions(grid, step_beats, t_max)
+    tmap = time_map(grid, follow_beats=True)
+    ticks = tmap.ticks_at(np.array([n.start for n in track.notes]))
+    snapped = tmap.pickup + np.round((ticks - tmap.pickup) / step_ticks) * step_ticks
+    snapped = np.where(snapped < 0, snapped + step_ticks, snapped)
+    starts = tmap.seconds_at(np.round(snapped))
     notes = []
-    for n in track.notes:
-        t = float(pos[np.argmin(np.abs(pos - n.start))])
-        t = max(t, 0.0)
+    for n, t in zip(track.notes, starts):
+        t = max(float(t), 0.0)
         notes.append(Note(n.pitch, t, t + max(n.duration, 0.01), n.velocity))
     return NoteTrack(track.name, notes, track.program, track.is_drum).sorted()
 
@@ -111,9 +239,15 @@ def first_bar_line(grid: BeatGrid) -> float | None:
     num, den = (int(v) for v in grid.time_signature)
     beat_s = 60.0 / tempo * 4.0 / max(den, 1)
     bar_s = max(num, 1) * beat_s
-    vec = np.mean(np.exp(2j * np.pi * beats / beat_s))
+    turns = np.exp(2j * np.pi * beats / beat_s)
+    vec = np.mean(turns)
     if abs(vec) < _MIN_PHASE_COHERENCE:
         return None
+    # again without the beats more than an eighth of a beat off that phase (the tracker's odd
+    # misplaced beat would pull it)
+    off = np.abs(np.angle(turns / vec)) / (2 * np.pi) * beat_s
+    if np.count_nonzero(off <= beat_s / 8) >= max(2, len(beats) // 2):
+        vec = np.mean(turns[off <= beat_s / 8])
     phase = (np.angle(vec) / (2 * np.pi) * beat_s) % beat_s
     marks = np.asarray(grid.downbeats, dtype=float)
     if len(marks) == 0:
@@ -155,17 +289,23 @@ def _pickup_signatures(ticks: int, time_signature: tuple[int, int]) -> list[tupl
     return out
 
 
-def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signature: tuple[int, int], pickup: int = 0):
+def _tracks_to_midifile(tracks: Sequence[NoteTrack], tmap: _TimeMap, time_signature: tuple[int, int]):
     import mido
 
-    tempo = float(tempo) if tempo and np.isfinite(tempo) and tempo > 0 else DEFAULT_TEMPO
-    ticks_per_second = TICKS_PER_BEAT * tempo / 60.0
     mf = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
     conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0))
+    meta = []  # (tick, order, message): a bar's time signature before its tempo
+    previous = None
+    for tick, bpm in tmap.tempos():
+        us = mido.bpm2tempo(bpm)
+        if us != previous:
+            meta.append((tick, 1, mido.MetaMessage("set_tempo", tempo=us)))
+            previous = us
+    for tick, num, den in _pickup_signatures(max(tmap.pickup, 0), time_signature):
+        meta.append((tick, 0, mido.MetaMessage("time_signature", numerator=num, denominator=den)))
     last = 0
-    for tick, num, den in _pickup_signatures(max(pickup, 0), time_signature):
-        conductor.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=tick - last))
+    for tick, _, msg in sorted(meta, key=lambda e: (e[0], e[1])):
+        conductor.append(msg.copy(time=tick - last))
         last = tick
     conductor.append(mido.MetaMessage("end_of_track", time=0))
     mf.tracks.append(conductor)
@@ -177,9 +317,12 @@ def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signatur
         mt.append(mido.MetaMessage("track_name", name=track.name, time=0))
         mt.append(mido.Message("program_change", channel=channel, program=int(track.program) & 127, time=0))
         events = []  # (tick, order, message); note-offs sort before note-ons at the same tick
-        for n in track.notes:
-            on = int(round(max(n.start, 0.0) * ticks_per_second))
-            off = max(int(round(max(n.end, 0.0) * ticks_per_second)), on + 1)
+        if track.notes:
+            starts = tmap.ticks_at(np.maximum([n.start for n in track.notes], 0.0))
+            ends = tmap.ticks_at(np.maximum([n.end for n in track.notes], 0.0))
+        for n, t_on, t_off in zip(track.notes, starts if track.notes else (), ends if track.notes else ()):
+            on = max(int(round(t_on)), 0)
+            off = max(int(round(t_off)), on + 1)
             pitch = int(np.clip(n.pitch, 0, 127))
             vel = int(np.clip(n.velocity, 1, 127))
             events.append((on, 1, mido.Message("note_on", channel=channel, note=pitch, velocity=vel)))
@@ -194,18 +337,21 @@ def _tracks_to_midifile(tracks: Sequence[NoteTrack], tempo: float, time_signatur
     return mf
 
 
-def write_midi(path: str | Path, tracks: Sequence[NoteTrack], grid: BeatGrid | None = None) -> Path:
+def write_midi(path: str | Path, tracks: Sequence[NoteTrack], grid: BeatGrid | None = None, *,
+               follow_beats: bool = False) -> Path:
     """Write ``tracks`` as a type-1 MIDI file at ``path`` (atomically) and return the path.
 
     The file carries ``grid.tempo`` (120 BPM without a grid) and a 4/4 (or the grid's) time
     signature, after a pickup when the grid's tracked bar lines do not fall on 0
     (:func:`pickup_ticks`); each track gets its name and General MIDI program, drum tracks go to
-    channel 10. Note times are the tracks' own either way.
+    channel 10. Note times are the tracks' own either way. ``follow_beats`` (for tracks
+    :func:`quantize` snapped): a song whose tempo drifts gets a tempo map through its tracked
+    beats instead of one tempo (:func:`time_map`), the grid ``quantize`` snapped to.
     """
     from .atomic import atomic_output
 
     grid = grid or BeatGrid(tempo=DEFAULT_TEMPO)
-    mf = _tracks_to_midifile(tracks, grid.tempo, grid.time_signature, pickup_ticks(grid))
+    mf = _tracks_to_midifile(tracks, time_map(grid, follow_beats), grid.time_signature)
     path = Path(path)
     with atomic_output(path) as tmp:
         mf.save(str(tmp))
@@ -247,8 +393,13 @@ def read_midi(path: str | Path) -> tuple[list[NoteTrack], BeatGrid]:
         notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]
         name = inst.name or ("drums" if inst.is_drum else f"track{i + 1}")
         tracks.append(NoteTrack(name, notes, int(inst.program), bool(inst.is_drum)).sorted())
-    _, tempi = pm.get_tempo_changes()
+    times, tempi = pm.get_tempo_changes()
     tempo = float(tempi[0]) if len(tempi) else DEFAULT_TEMPO
+    if len(tempi) > 1:  # a tempo map: the tempo that holds for most of the file (a span-weighted median)
+        spans = np.diff(np.append(times, max(pm.get_end_time(), times[-1] + 1.0)))
+        order = np.argsort(tempi)
+        cum = np.cumsum(spans[order])
+        tempo = float(tempi[order][np.searchsorted(cum, cum[-1] / 2)])
     try:
         beats = np.asarray(pm.get_beats(), dtype=float)
         downbeats = np.asarray(pm.get_downbeats(), dtype=float)

@@ -283,7 +283,9 @@ def split(
         Write ``<stem>.mid`` and the combined ``<name>.mid``.
     format : {"wav", "flac", "mp3"}
     quantize : str, optional
-        Snap MIDI onsets to this grid (``"1/16"``...). Default: true times.
+        Snap MIDI onsets to this grid (``"1/16"``...) of the files' bars and beats, which then
+        follow the song's tempo with a tempo map when it drifts (:func:`stemscribe.midi.time_map`).
+        Default: true times, one tempo.
     progress : callable, optional
         Receives ``{"stage", "fraction"[, "stem"]}`` events.
     """
@@ -383,10 +385,10 @@ def split(
             report_progress(progress, "write", (i + 1) / (len(wanted) + 2))
         if midi:
             for stem in wanted:
-                write_midi(tmp / f"{stem}.mid", [tracks[stem]], grid)
+                write_midi(tmp / f"{stem}.mid", [tracks[stem]], grid, follow_beats=bool(quantize))
                 result.midi[stem] = result.out_dir / f"{stem}.mid"
             combined = combined_midi_name(name)
-            write_midi(tmp / combined, [tracks[s] for s in wanted], grid)
+            write_midi(tmp / combined, [tracks[s] for s in wanted], grid, follow_beats=bool(quantize))
             result.combined_midi = result.out_dir / combined
         timer.seconds["write"] = round(time.perf_counter() - t_write, 4)
         report["seconds_per_stage"] = dict(timer.seconds)

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     grid = estimate_beats(audio)
     track = transcribe(audio, stem=args.stem, quantize=args.quantize, grid=grid)
     try:
-        write_midi(out, [track], grid)
+        write_midi(out, [track], grid, follow_beats=bool(args.quantize))
     except PermissionError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror}") from None
     print(f"{args.audio} -> {out}  [{track.name}, {len(track)} notes, {grid.tempo:.1f} BPM]")
