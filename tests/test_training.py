@@ -125,24 +125,35 @@ def test_refinement_context_starts_as_the_model_it_extends_and_learns(train):
         train.add_refine_context({"config": {"arch": "crn"}, "model": {}}, 2)
 
 
-def test_harmonic_input_extends_a_trained_model_and_keeps_its_optimizer_moments(train):
-    # --add-refine-harmonics: the new weights start at zero (same output), get a gradient, and the
-    # trained weights keep their AdamW moments (a fresh optimizer's first steps cost a fine-tune)
+def _one_step_state(train, cfg: dict, seed: int):
+    """A small crn model after one AdamW step (``--first-lr-scale 10`` groups): the state dict a
+    checkpoint holds, the model, its named groups and optimizer, and the input it was stepped on."""
     import numpy as np
     import torch
 
     from stemscribe.separate.lite_net import LiteNet
 
-    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "refine_context": 2, "side": True}
     torch.manual_seed(0)
     base = LiteNet(cfg)
     named = train.param_groups(base, 10.0)
     opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named], lr=1e-3)
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
     base(x).square().mean().backward()
     opt.step()
     state = {"config": cfg, "model": base.state_dict(), "optimizer": opt.state_dict(), "step": 1}
+    return state, base, named, opt, x
+
+
+def test_harmonic_input_extends_a_trained_model_and_keeps_its_optimizer_moments(train):
+    # --add-refine-harmonics: the new weights start at zero (same output), get a gradient, and the
+    # trained weights keep their AdamW moments (a fresh optimizer's first steps cost a fine-tune)
+    import torch
+
+    from stemscribe.separate.lite_net import LiteNet
+
+    cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "refine_context": 2, "side": True}
+    state, base, named, opt, x = _one_step_state(train, cfg, seed=4)
     ext = train.add_refine_harmonics(state, [0.5, 2.0])
     assert ext["config"]["refine_harmonics"] == [0.5, 2.0] and "refine_harmonics" not in cfg
     net = LiteNet(ext["config"])
@@ -174,21 +185,12 @@ def test_wider_recurrent_layers_keep_what_the_model_computes_and_its_optimizer_m
     # --add-gru-hidden: the trained units ignore the new ones and the new ones feed nothing yet (same
     # output, live == offline still), the new units' outgoing weights get a gradient, and the trained
     # entries keep their AdamW moments in their new places
-    import numpy as np
     import torch
 
     from stemscribe.separate.lite_net import LiteNet, LiteStream
 
     cfg = {"arch": "crn", "hidden": 32, "crn_channels": [4, 4, 8, 8], "refine": 4, "refine_context": 2, "side": True}
-    torch.manual_seed(0)
-    base = LiteNet(cfg)
-    named = train.param_groups(base, 10.0)
-    opt = torch.optim.AdamW([{**g, "params": [p for _, p in g["params"]]} for g in named], lr=1e-3)
-    rng = np.random.default_rng(5)
-    x = torch.from_numpy((rng.standard_normal((1, 2, 22050)) * 0.1).astype(np.float32))
-    base(x).square().mean().backward()
-    opt.step()
-    state = {"config": cfg, "model": base.state_dict(), "optimizer": opt.state_dict(), "step": 1}
+    state, base, named, opt, x = _one_step_state(train, cfg, seed=5)
     ext, index = train.add_gru_hidden(state, 48, seed=1)
     assert ext["config"]["gru_hidden"] == 48 and "gru_hidden" not in cfg
     net = LiteNet(ext["config"])
