@@ -8,6 +8,7 @@ song, seeded), tracks the beats of what is left (``estimate_beats``, as ``split`
 MIDI file the way ``split`` does (with a pickup bar) and without one (the constant-tempo file from
 0 that ``split`` wrote before), reads both back with pretty_midi and reports
 
+* tracked beats: mir_eval's beat F-measure (70 ms) of ``estimate_beats`` against the reference;
 * beats: of the reference beats, shifted by the cut, the share with a file beat within 50 ms;
 * bars: the share of reference downbeats (in 4/4 songs) with a file bar line within 70 ms;
 * quantize (``--quantize 1/16``): the song's true pitched notes (its ``bass``/``other``/``vocals``
@@ -150,7 +151,10 @@ def score_cut(x: np.ndarray, sr: int, meta: dict, cut: float, tmp: Path, song: P
     ref_beats, ref_bars = (r[(r >= 0) & (r <= dur - 0.5)] for r in (beats - cut, bars - cut))
     # one note to the end, so that pretty_midi's beats and bar lines run through the song
     track = NoteTrack("drums", [Note(36, 0.0, dur + 1.0, 100)], 0, True)
-    row = {"cut": round(cut, 3), "tempo": grid.tempo, "true_tempo": float(meta["tempo"])}
+    import mir_eval
+
+    row = {"cut": round(cut, 3), "tempo": grid.tempo, "true_tempo": float(meta["tempo"]),
+           "beat_f": float(mir_eval.beat.f_measure(ref_beats, np.asarray(grid.beats, dtype=float)))}
     written = time_map(grid)
     for name, tmap in (("pickup", written), ("none", _TimeMap(written.times, written.ticks, 0))):
         path = tmp / f"{name}.mid"
@@ -170,7 +174,8 @@ def summarise(rows: list[dict]) -> dict:
     summary = {}
     for set_name in dict.fromkeys(r["set"] for r in rows):
         sel = [r for r in rows if r["set"] == set_name]
-        summary[set_name] = {"cuts": len(sel), "tempo_right": sum(abs(r["tempo"] - r["true_tempo"]) <= 2.0 for r in sel)}
+        summary[set_name] = {"cuts": len(sel), "tempo_right": sum(abs(r["tempo"] - r["true_tempo"]) <= 2.0 for r in sel),
+                             "beat_f": round(float(np.mean([r["beat_f"] for r in sel])), 3)}
         for name in ("pickup", "none"):
             for what in ("beats", "bars"):
                 vals = [r[name][what] for r in sel if np.isfinite(r[name][what])]

@@ -212,3 +212,17 @@ def test_fit_tempo_is_the_line_through_the_beats_and_ignores_strays() -> None:
     assert abs(_fit_tempo(beats, 101.0) - 101.3) < 0.05
     assert _fit_tempo(beats[:5], 101.0) == 101.0  # too few beats: kept
     assert _fit_tempo(beats, 90.0) == 90.0  # a fit far from the comb's tempo: kept
+
+
+def test_squeezed_last_beats_continue_the_grid() -> None:
+    from stemscribe.transcribe.tempo import _mend_tail
+
+    steady = np.arange(12) * 64 + 1
+    assert np.array_equal(_mend_tail(steady, 760, 64.0), steady)
+    # the path squeezed its last three beats to end on a late peak (what the tracker did on rendered
+    # excerpts): they go back on the grid, as far as the signal goes
+    squeezed = np.concatenate([steady[:8], steady[7] + np.cumsum([57, 58, 58])])
+    assert np.array_equal(_mend_tail(squeezed, 700, 64.0), steady[:11])
+    # a song that slows down at its end keeps its beats
+    slowing = np.concatenate([steady[:8], steady[7] + np.cumsum([70, 76, 82])])
+    assert np.array_equal(_mend_tail(slowing, 760, 64.0), slowing)

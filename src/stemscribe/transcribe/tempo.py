@@ -29,6 +29,8 @@ _MIN_BPM, _MAX_BPM = 40.0, 240.0
 #: (9 above 0.45), the 27 right ones up to 0.56 (that one at 76 BPM), 94 real MUSDB clips up to 0.43.
 _HALVE_CONTRAST = 0.45
 _MIN_HALVED_BPM = 45.0
+#: :func:`_mend_tail` looks at the intervals of this many last beats.
+_TAIL_BEATS = 4
 #: Pitch-class analysis for the downbeats (a 186 ms window every 46 ms at _SR).
 _CHROMA_N_FFT, _CHROMA_HOP = 4096, 1024
 
@@ -114,7 +116,7 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     tempo = _estimate_tempo(env, fps)
     report_progress(progress, "tempo", 0.5)
     beat_frames = track_beats(env, frames_per_beat=float(np.round(fps * 60.0 / tempo)), tightness=400.0)
-    beat_frames = _refine(beat_frames, env, 60.0 * fps / tempo)
+    beat_frames = _refine(_mend_tail(beat_frames, env.size, 60.0 * fps / tempo), env, 60.0 * fps / tempo)
     parity = _backbeat_parity(beat_frames, body) if tempo / 2 >= _MIN_HALVED_BPM else None
     if parity is not None:
         tempo, beat_frames = tempo / 2, beat_frames[parity::2]
@@ -199,6 +201,28 @@ def track_beats(env: np.ndarray, *, frames_per_beat: float, tightness: float = 4
         beats.append(tail)
         tail = int(back[tail])
     return np.asarray(beats[::-1], dtype=int)
+
+
+def _mend_tail(frames: np.ndarray, n: int, period: float, last: int = _TAIL_BEATS, off: float = 0.08) -> np.ndarray:
+    """Replace the beats after a short interval among the last ``last`` ones (shorter than the
+    period by more than ``off`` of it) by the beat grid continued from the beat before it, up to
+    frame ``n``.
+
+    The dynamic programme's path ends on the last strong peak of its cumulative score, often an
+    off-beat onset or the very end of the song; tracing back from there it squeezes the last few
+    beats to reach it (on 40 rendered POP909 excerpts with the right tempo, all 23 of the 435
+    tracked beats more than an eighth of a beat off the annotated ones were among the last four).
+    :func:`_refine` then snaps the continued beats to the onsets near them.
+    """
+    if frames.size < last + 2:
+        return frames
+    ratios = np.diff(frames) / period
+    odd = np.flatnonzero(ratios[-last:] < 1.0 - off)
+    if odd.size == 0:
+        return frames
+    keep = frames.size - 1 - last + int(odd[0])  # the beat before the first short interval
+    more = frames[keep] + period * np.arange(1, int((n - 1 - frames[keep]) // period) + 1)
+    return np.concatenate([frames[: keep + 1], np.round(more).astype(frames.dtype)])
 
 
 def _refine(frames: np.ndarray, env: np.ndarray, period: float) -> np.ndarray:
