@@ -226,3 +226,19 @@ def test_squeezed_last_beats_continue_the_grid() -> None:
     # a song that slows down at its end keeps its beats
     slowing = np.concatenate([steady[:8], steady[7] + np.cumsum([70, 76, 82])])
     assert np.array_equal(_mend_tail(slowing, 760, 64.0), slowing)
+
+
+def test_a_tempo_change_gets_a_section_and_a_steady_song_does_not() -> None:
+    import mir_eval
+
+    sr = 22050
+    # 40 s at 92 BPM, then 40 s at 128 BPM (a medley; a song whose bridge changes tempo)
+    first, second = _click_track(92.0, sr, seconds=40.0), _click_track(128.0, sr, seconds=40.0, seed=1)
+    grid = estimate_beats(Audio(np.concatenate([first, second]), sr))
+    ref = np.concatenate([np.arange(0.2, 39.95, 60 / 92), 40.0 + np.arange(0.2, 39.95, 60 / 128)])
+    assert mir_eval.beat.f_measure(ref, grid.beats) > 0.95
+    assert abs(grid.tempo - 92.0) < 1.0 or abs(grid.tempo - 128.0) < 1.0  # the longer section's
+    # one tempo for 80 s: one section, every beat on a click
+    steady = estimate_beats(Audio(_click_track(105.0, sr, seconds=80.0), sr))
+    assert abs(steady.tempo - 105.0) < 0.1
+    assert mir_eval.beat.f_measure(np.arange(0.2, 79.95, 60 / 105), steady.beats) > 0.99

@@ -3,7 +3,9 @@
 The onset envelope is a log-mel spectral flux; the global tempo comes from its autocorrelation
 with a log-normal prior around 110 BPM (so 4/4 pop at 60..180 BPM lands in the right octave),
 refined to a tenth of a BPM with a comb filter, and beats from dynamic programming
-(:func:`track_beats`, librosa's algorithm in NumPy) locked to that tempo.  A slow song whose hi-hats
+(:func:`track_beats`, librosa's algorithm in NumPy) locked to that tempo, or, in a song whose
+tempo changes for good (a medley, a bridge at another tempo), to each section's
+(:func:`_tempo_sections`).  A slow song whose hi-hats
 play eighth notes reads as twice its tempo that way; the backbeat settles it (:func:`_backbeat_parity`):
 when the kicks and snares, the onsets below 2 kHz, land on every other beat only, the beat is twice
 as long.  Downbeats are the beat phase (in groups of four) where, on average, the kicks land and
@@ -31,6 +33,12 @@ _HALVE_CONTRAST = 0.45
 _MIN_HALVED_BPM = 45.0
 #: :func:`_mend_tail` looks at the intervals of this many last beats.
 _TAIL_BEATS = 4
+#: Tempo changes (:func:`_tempo_sections`): the local tempo over windows of this many seconds, one
+#: every ``_SECTION_HOP_S``, searched within this factor of the song's tempo; a section starts where
+#: it moves by more than ``_SECTION_CHANGE`` and lasts at least ``_SECTION_MIN_S``.
+_SECTION_WINDOW_S, _SECTION_HOP_S, _SECTION_RANGE = 10.0, 2.5, 1.45
+_SECTION_CHANGE = 0.05
+_SECTION_MIN_S = 15.0
 #: Pitch-class analysis for the downbeats (a 186 ms window every 46 ms at _SR).
 _CHROMA_N_FFT, _CHROMA_HOP = 4096, 1024
 
@@ -115,16 +123,101 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
         return BeatGrid(DEFAULT_TEMPO)
     tempo = _estimate_tempo(env, fps)
     report_progress(progress, "tempo", 0.5)
-    beat_frames = track_beats(env, frames_per_beat=float(np.round(fps * 60.0 / tempo)), tightness=400.0)
-    beat_frames = _refine(_mend_tail(beat_frames, env.size, 60.0 * fps / tempo), env, 60.0 * fps / tempo)
-    parity = _backbeat_parity(beat_frames, body) if tempo / 2 >= _MIN_HALVED_BPM else None
-    if parity is not None:
-        tempo, beat_frames = tempo / 2, beat_frames[parity::2]
+    sections = _tempo_sections(env, fps, tempo)
+    parts = []  # (beat frames, tempo) per section: one section unless the tempo changes
+    for a, b, bpm in sections:
+        period = 60.0 * fps / bpm
+        frames = track_beats(env[a:b], frames_per_beat=float(np.round(period)), tightness=400.0) + a
+        frames = _refine(_mend_tail(frames, b, period), env, period)
+        frames = frames[(frames >= a) & (frames < b)] if len(sections) > 1 else frames
+        parity = _backbeat_parity(frames, body) if bpm / 2 >= _MIN_HALVED_BPM else None
+        if parity is not None:
+            bpm, frames = bpm / 2, frames[parity::2]
+        parts.append((frames, bpm))
+    beat_frames = _join_sections([f for f, _ in parts], [60.0 * fps / t for _, t in parts])
     beats = np.asarray(beat_frames) * _HOP / _SR
-    tempo = _fit_tempo(beats, tempo)
+    # the song's tempo: the longest section's, as the line through its beats
+    longest = int(np.argmax([b - a for a, b, _ in sections]))
+    tempo = _fit_tempo(parts[longest][0] * _HOP / _SR, parts[longest][1])
     downbeats = _downbeats(beats, beat_frames, low, x)
     report_progress(progress, "tempo", 1.0)
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
+
+
+def _window_tempo(env: np.ndarray, fps: float, around: float, spread: float = _SECTION_RANGE) -> float:
+    """The comb filter's tempo of ``env`` within ``around`` / ``spread`` .. ``around`` x ``spread``
+    (no octave jumps), under the same prior as :func:`_estimate_tempo`, refined to 0.05 BPM."""
+    e = env - env.mean()
+    if not np.any(e):
+        return around
+    grid = np.arange(around / spread, around * spread, 0.5)
+    prior = np.exp(-0.5 * (np.log2(grid / 110.0) / 0.9) ** 2)
+    scores = np.array([_comb_score(e, b, fps) for b in grid])
+    best = float(grid[np.argmax(np.maximum(scores, 0) * prior)])
+    fine = np.arange(best - 0.5, best + 0.5001, 0.05)
+    return float(fine[np.argmax([_comb_score(e, b, fps) for b in fine])])
+
+
+def _tempo_sections(env: np.ndarray, fps: float, tempo: float) -> list[tuple[int, int, float]]:
+    """``(start frame, end frame, tempo)`` of the song's sections: one, ``(0, len(env), tempo)``,
+    unless the tempo changes for good.
+
+    The comb filter's tempo over :data:`_SECTION_WINDOW_S` windows every :data:`_SECTION_HOP_S`
+    (median of three neighbours) starts a new section where it moves more than :data:`_SECTION_CHANGE`
+    from the current section's; sections shorter than :data:`_SECTION_MIN_S` join the neighbour
+    nearest in tempo. Each section's tempo is then estimated on its own frames. The beat tracker
+    keeps one tempo per section (a medley, a song that changes tempo between sections); the slow
+    drift of a band without a click stays within one section and the tracker follows it."""
+    n = env.size
+    win, hop = int(round(_SECTION_WINDOW_S * fps)), int(round(_SECTION_HOP_S * fps))
+    whole = [(0, n, tempo)]
+    if n < 2 * win:
+        return whole
+    starts = np.arange(0, n - win + 1, hop)
+    local = np.array([_window_tempo(env[i : i + win], fps, tempo) for i in starts])
+    if local.size >= 3:
+        local = np.concatenate([local[:1], np.median(np.stack([local[:-2], local[1:-1], local[2:]]), axis=0), local[-1:]])
+    runs = [[0]]
+    for i in range(1, local.size):
+        if abs(local[i] / np.median(local[runs[-1]]) - 1.0) > _SECTION_CHANGE:
+            runs.append([i])
+        else:
+            runs[-1].append(i)
+    # section edges halfway between the window centres either side of a change
+    centres = starts + win / 2
+    edges = [0] + [int(round((centres[r[0] - 1] + centres[r[0]]) / 2)) for r in runs[1:]] + [n]
+    spans = [[edges[k], edges[k + 1], float(np.median(local[r]))] for k, r in enumerate(runs)]
+    min_len = _SECTION_MIN_S * fps
+    while len(spans) > 1 and min(b - a for a, b, _ in spans) < min_len:
+        k = int(np.argmin([b - a for a, b, _ in spans]))
+        nbrs = [j for j in (k - 1, k + 1) if 0 <= j < len(spans)]
+        j = min(nbrs, key=lambda j: abs(np.log(spans[j][2] / spans[k][2])))
+        lo, hi = min(j, k), max(j, k)
+        keep = spans[j][2]
+        spans[lo:hi + 1] = [[spans[lo][0], spans[hi][1], keep]]
+        # neighbours that now share a tempo become one
+        merged = [spans[0]]
+        for sp in spans[1:]:
+            if abs(sp[2] / merged[-1][2] - 1.0) <= _SECTION_CHANGE:
+                merged[-1] = [merged[-1][0], sp[1], merged[-1][2]]
+            else:
+                merged.append(sp)
+        spans = merged
+    if len(spans) == 1:
+        return whole
+    return [(a, b, _window_tempo(env[a:b], fps, t, 1.1)) for a, b, t in spans]
+
+
+def _join_sections(parts: list[np.ndarray], periods: list[float]) -> np.ndarray:
+    """The sections' beat frames in one increasing sequence: a section's first beats closer than
+    half its period to the last beat before it are dropped."""
+    out = np.asarray(parts[0], dtype=int)
+    for frames, period in zip(parts[1:], periods[1:]):
+        frames = np.asarray(frames, dtype=int)
+        if out.size:
+            frames = frames[frames >= out[-1] + 0.5 * period]
+        out = np.concatenate([out, frames])
+    return out
 
 
 def _fit_tempo(beats: np.ndarray, tempo: float, min_beats: int = 16, max_change: float = 0.02) -> float:
