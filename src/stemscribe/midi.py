@@ -139,13 +139,12 @@ def _smooth_beats(beats: np.ndarray, half: int = _SMOOTH_BEATS) -> np.ndarray:
     return out
 
 
-def _beat_map(grid: BeatGrid) -> _TimeMap | None:
-    """A map whose file beats are the song's (smoothed) tracked beats: a tempo per beat. ``None``
-    when the beats are too few or not increasing."""
+def _beat_map(grid: BeatGrid, b: np.ndarray) -> _TimeMap | None:
+    """A map whose file beats are ``b``, the song's smoothed tracked beats (:func:`_smooth_beats`):
+    a tempo per beat. ``None`` when the beats are too few or not increasing."""
     beats = np.asarray(grid.beats, dtype=float)
     if len(beats) < 4:
         return None
-    b = _smooth_beats(beats)
     if np.any(np.diff(b) <= 0) or b[0] < 0:
         return None
     num, den = (int(v) for v in grid.time_signature)
@@ -164,15 +163,14 @@ def _beat_map(grid: BeatGrid) -> _TimeMap | None:
     return _TimeMap(times, tick_anchors, int((first + j0 * beat_ticks) % bar_ticks))
 
 
-def _drifts(grid: BeatGrid, constant: _TimeMap) -> bool:
-    """Whether the song's smoothed tracked beats (:func:`_smooth_beats`) stray from the nearest beats
-    of the constant-tempo file grid by more than :data:`DRIFT_S` for :data:`DRIFT_BEATS` beats in a
-    row (a tempo that really moves, not the tracker's odd misplaced beat); always when the beats
-    do not agree on one phase at the tempo."""
+def _drifts(grid: BeatGrid, constant: _TimeMap, beats: np.ndarray) -> bool:
+    """Whether the song's smoothed tracked beats ``beats`` (:func:`_smooth_beats`) stray from the
+    nearest beats of the constant-tempo file grid by more than :data:`DRIFT_S` for
+    :data:`DRIFT_BEATS` beats in a row (a tempo that really moves, not the tracker's odd misplaced
+    beat); always when the beats do not agree on one phase at the tempo."""
     if first_bar_line(grid) is None:
         return True
     beat_ticks = TICKS_PER_BEAT * 4 // max(int(grid.time_signature[1]), 1)
-    beats = _smooth_beats(np.asarray(grid.beats, dtype=float))
     r = (constant.ticks_at(beats) - constant.pickup) / beat_ticks
     beat_s = float(constant.seconds_at(beat_ticks)[0] - constant.seconds_at(0)[0])
     off = np.abs(r - np.round(r)) * beat_s > DRIFT_S
@@ -194,8 +192,9 @@ def time_map(grid: BeatGrid | None, follow_beats: bool = False) -> _TimeMap:
     instead, one tempo per beat through its smoothed beats, so that the file's beats are the song's."""
     grid = grid or BeatGrid(tempo=DEFAULT_TEMPO)
     constant = _constant_map(grid, exact_pickup=follow_beats)
-    if follow_beats and len(grid.beats) >= DRIFT_BEATS and _drifts(grid, constant):
-        follow = _beat_map(grid)
+    if follow_beats and len(grid.beats) >= DRIFT_BEATS:
+        smoothed = _smooth_beats(np.asarray(grid.beats, dtype=float))
+        follow = _beat_map(grid, smoothed) if _drifts(grid, constant, smoothed) else None
         if follow is not None:
             return follow
     return constant
@@ -317,10 +316,9 @@ def _tracks_to_midifile(tracks: Sequence[NoteTrack], tmap: _TimeMap, time_signat
         mt.append(mido.MetaMessage("track_name", name=track.name, time=0))
         mt.append(mido.Message("program_change", channel=channel, program=int(track.program) & 127, time=0))
         events = []  # (tick, order, message); note-offs sort before note-ons at the same tick
-        if track.notes:
-            starts = tmap.ticks_at(np.maximum([n.start for n in track.notes], 0.0))
-            ends = tmap.ticks_at(np.maximum([n.end for n in track.notes], 0.0))
-        for n, t_on, t_off in zip(track.notes, starts if track.notes else (), ends if track.notes else ()):
+        starts = tmap.ticks_at(np.maximum([n.start for n in track.notes], 0.0))
+        ends = tmap.ticks_at(np.maximum([n.end for n in track.notes], 0.0))
+        for n, t_on, t_off in zip(track.notes, starts, ends):
             on = max(int(round(t_on)), 0)
             off = max(int(round(t_off)), on + 1)
             pitch = int(np.clip(n.pitch, 0, 127))

@@ -91,19 +91,28 @@ def _comb_score(env: np.ndarray, bpm: float, fps: float) -> float:
     return score
 
 
-def _estimate_tempo(env: np.ndarray, fps: float) -> float:
-    """Global tempo (BPM) of onset envelope ``env`` ``(T,)``, refined to 0.1 BPM."""
+def _estimate_tempo(env: np.ndarray, fps: float, lo: float = _MIN_BPM, hi: float = _MAX_BPM, *,
+                    fine_span: float = 1.0, fallback: float = DEFAULT_TEMPO) -> float:
+    """Tempo (BPM) of onset envelope ``env`` ``(T,)`` between ``lo`` and ``hi``: the comb filter's
+    best 0.5 BPM step under the prior, refined to 0.05 BPM within ``fine_span`` of it; ``fallback``
+    for a flat envelope."""
     e = env - env.mean()
     if not np.any(e):
-        return DEFAULT_TEMPO
-    grid = np.arange(_MIN_BPM, _MAX_BPM, 0.5)
+        return fallback
+    grid = np.arange(lo, hi, 0.5)
     scores = np.array([_comb_score(e, b, fps) for b in grid])
     # Log-normal prior centred on 110 BPM (one octave std) to settle octave ambiguity.
     prior = np.exp(-0.5 * (np.log2(grid / 110.0) / 0.9) ** 2)
     best = float(grid[np.argmax(np.maximum(scores, 0) * prior)])
-    fine = np.arange(best - 1.0, best + 1.0001, 0.05)
+    fine = np.arange(best - fine_span, best + fine_span + 0.0001, 0.05)
     fine_scores = np.array([_comb_score(e, b, fps) for b in fine])
     return float(fine[np.argmax(fine_scores)])
+
+
+def _local_tempo(env: np.ndarray, fps: float, around: float, spread: float = _SECTION_RANGE) -> float:
+    """:func:`_estimate_tempo` within ``around`` / ``spread`` .. ``around`` x ``spread`` (no octave
+    jumps), refined within 0.5 BPM; ``around`` for a flat envelope."""
+    return _estimate_tempo(env, fps, around / spread, around * spread, fine_span=0.5, fallback=around)
 
 
 def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGrid:
@@ -144,20 +153,6 @@ def estimate_beats(audio: Audio, *, progress: Progress | None = None) -> BeatGri
     return BeatGrid(float(round(tempo, 2)), np.asarray(beats, dtype=float), downbeats)
 
 
-def _window_tempo(env: np.ndarray, fps: float, around: float, spread: float = _SECTION_RANGE) -> float:
-    """The comb filter's tempo of ``env`` within ``around`` / ``spread`` .. ``around`` x ``spread``
-    (no octave jumps), under the same prior as :func:`_estimate_tempo`, refined to 0.05 BPM."""
-    e = env - env.mean()
-    if not np.any(e):
-        return around
-    grid = np.arange(around / spread, around * spread, 0.5)
-    prior = np.exp(-0.5 * (np.log2(grid / 110.0) / 0.9) ** 2)
-    scores = np.array([_comb_score(e, b, fps) for b in grid])
-    best = float(grid[np.argmax(np.maximum(scores, 0) * prior)])
-    fine = np.arange(best - 0.5, best + 0.5001, 0.05)
-    return float(fine[np.argmax([_comb_score(e, b, fps) for b in fine])])
-
-
 def _tempo_sections(env: np.ndarray, fps: float, tempo: float) -> list[tuple[int, int, float]]:
     """``(start frame, end frame, tempo)`` of the song's sections: one, ``(0, len(env), tempo)``,
     unless the tempo changes for good.
@@ -174,7 +169,7 @@ def _tempo_sections(env: np.ndarray, fps: float, tempo: float) -> list[tuple[int
     if n < 2 * win:
         return whole
     starts = np.arange(0, n - win + 1, hop)
-    local = np.array([_window_tempo(env[i : i + win], fps, tempo) for i in starts])
+    local = np.array([_local_tempo(env[i : i + win], fps, tempo) for i in starts])
     if local.size >= 3:
         local = np.concatenate([local[:1], np.median(np.stack([local[:-2], local[1:-1], local[2:]]), axis=0), local[-1:]])
     runs = [[0]]
@@ -205,7 +200,7 @@ def _tempo_sections(env: np.ndarray, fps: float, tempo: float) -> list[tuple[int
         spans = merged
     if len(spans) == 1:
         return whole
-    return [(a, b, _window_tempo(env[a:b], fps, t, 1.1)) for a, b, t in spans]
+    return [(a, b, _local_tempo(env[a:b], fps, t, 1.1)) for a, b, t in spans]
 
 
 def _join_sections(parts: list[np.ndarray], periods: list[float]) -> np.ndarray:
