@@ -172,7 +172,8 @@ def _drifts(grid: BeatGrid, constant: _TimeMap, beats: np.ndarray) -> bool:
         return True
     beat_ticks = TICKS_PER_BEAT * 4 // max(int(grid.time_signature[1]), 1)
     r = (constant.ticks_at(beats) - constant.pickup) / beat_ticks
-    beat_s = float(constant.seconds_at(beat_ticks)[0] - constant.seconds_at(0)[0])
+    # a beat at the song's tempo: the map's last segment (the first may be the pickup's own tempo)
+    beat_s = beat_ticks * float(np.diff(constant.times[-2:])[0] / np.diff(constant.ticks[-2:])[0])
     off = np.abs(r - np.round(r)) * beat_s > DRIFT_S
     run = longest = 0
     for o in off:
