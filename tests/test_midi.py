@@ -57,13 +57,11 @@ def _note_ticks(path):
 
 
 def test_quantize_snaps_to_the_files_grid_lines(tmp_path):
-    from stemscribe.midi import pickup_ticks
-
     grid = BeatGrid(tempo=120.0, beats=np.arange(0.1, 10, 0.5))  # beats start at 0.1 s
     track = NoteTrack("other", [Note(60, 0.1 + 0.13, 0.5), Note(62, 1.1 + 0.02, 1.3)])
     q = quantize(track, grid, "1/16")  # 1/16 = 0.125 s at 120 BPM
-    # on the tracked beats' sixteenths: the pickup (3 64ths, 0.09375 s at 120 BPM) gets its own
-    # tempo so that it lasts exactly up to the first beat
+    # on the tracked beats' sixteenths: the pickup (one 16th, as a DAW's time signature can hold
+    # it) gets its own tempo so that it lasts exactly up to the first beat
     assert q.notes[0].start == pytest.approx(0.1 + 0.125, abs=1e-6)
     assert q.notes[1].start == pytest.approx(1.1, abs=1e-6)
     assert q.notes[0].duration == pytest.approx(track.notes[0].duration, abs=1e-6)
@@ -71,9 +69,11 @@ def test_quantize_snaps_to_the_files_grid_lines(tmp_path):
     # exactly on the DAW's 1/16 lines, counted from the file's bar lines; the pickup's tempo, then 120
     path = write_midi(tmp_path / "q.mid", [q], grid, follow_beats=True)
     ons, n_tempos = _note_ticks(path)
-    assert n_tempos == 2 and np.all((ons - pickup_ticks(grid)) % 120 == 0)
+    assert n_tempos == 2 and ons.tolist() == [240, 1080]  # the 1/16 pickup is 120 ticks
     tempos = [round(mido.tempo2bpm(m.tempo), 2) for m in mido.MidiFile(path).tracks[0] if m.type == "set_tempo"]
-    assert tempos == [112.5, 120.0] and read_midi(path)[1].tempo == pytest.approx(120.0, abs=0.01)
+    assert tempos == [150.0, 120.0] and read_midi(path)[1].tempo == pytest.approx(120.0, abs=0.01)
+    sigs = [(m.numerator, m.denominator) for m in mido.MidiFile(path).tracks[0] if m.type == "time_signature"]
+    assert sigs == [(1, 16), (4, 4)]
     # unquantized files keep one tempo (note times exact at it in any program)
     assert _note_ticks(write_midi(tmp_path / "u.mid", [track], grid))[1] == 1
 
@@ -95,8 +95,8 @@ def test_quantize_follows_a_drifting_tempo_with_a_tempo_map(tmp_path):
     path = write_midi(tmp_path / "d.mid", [q], grid, follow_beats=True)
     ons, n_tempos = _note_ticks(path)
     assert n_tempos > 10  # a tempo map, not one tempo
-    pickup = [m for m in mido.MidiFile(path).tracks[0] if m.type == "time_signature"]
-    first_bar = sum(m.time for m in pickup[:-1]) + pickup[-1].time
+    first_bar = int(np.cumsum([m.time for m in mido.MidiFile(path).tracks[0]])[
+        [i for i, m in enumerate(mido.MidiFile(path).tracks[0]) if m.type == "time_signature"][-1]])
     assert np.all((ons - first_bar) % 240 == 0)  # on the file's eighths
     assert len(set(ons.tolist())) == len(ons)  # no two notes snapped to one line
     # ... which are where the notes were played: within 20 ms of the true eighths, read back
@@ -213,4 +213,33 @@ def test_misplaced_last_beats_neither_move_the_grid_nor_make_a_tempo_map(tmp_pat
     assert len(tmap.times) <= 3  # the pickup's tempo and the song's, no map through the strays
     track = NoteTrack("bass", [Note(40, b + 0.01, b + 0.3) for b in 0.012 + period * np.arange(10)])
     q = quantize(track, grid, "1/16")
-    assert np.allclose([n.start for n in q.notes], 0.012 + period * np.arange(10), atol=0.003)
+    # the bar line 12 ms in, under half a 16th: no pickup, the file's first bar line at 0 (the
+    # note on it moves there) and its first 16th stretched to the song's second 16th line
+    assert q.notes[0].start == 0.0
+    assert np.allclose([n.start for n in q.notes[1:]], 0.012 + period * np.arange(1, 10), atol=0.003)
+
+
+def test_quantized_files_use_time_signatures_every_daw_accepts(tmp_path):
+    import pretty_midi
+
+    # Ableton Live takes time-signature denominators up to 16: a quantized file's pickup is whole
+    # 16ths at its own tempo, whatever the song's first bar line, with or without a tempo map
+    rng = np.random.default_rng(3)
+    for k, first in enumerate(np.concatenate([rng.uniform(0, 2.0, 12), [0.01, 0.06, 0.07, 1.99]])):
+        drift = k % 2 == 1
+        periods = 60.0 / (np.linspace(100, 112, 40) if drift else np.full(40, 100.0))
+        beats = first + np.concatenate([[0.0], np.cumsum(periods[:-1])])
+        grid = BeatGrid(tempo=106.0 if drift else 100.0, beats=beats, downbeats=beats[::4])
+        track = NoteTrack("bass", [Note(40, b + 0.01, b + 0.2) for b in beats])
+        path = write_midi(tmp_path / f"q{k}.mid", [quantize(track, grid, "1/16")], grid, follow_beats=True)
+        conductor = mido.MidiFile(path).tracks[0]
+        assert all(m.denominator <= 16 for m in conductor if m.type == "time_signature")
+        bpm = [mido.tempo2bpm(m.tempo) for m in conductor if m.type == "set_tempo"]
+        assert 2 / 3 * min(bpm[1:]) - 1e-6 <= bpm[0] <= 2 * max(bpm[1:]) + 1e-6
+        # the file's bar lines on the song's from the second on (the first too unless it falls
+        # within half a 16th of the start)
+        bars = pretty_midi.PrettyMIDI(str(path)).get_downbeats()
+        for d in grid.downbeats[1:-1]:
+            assert np.min(np.abs(bars - d)) < 0.005
+        if first % (4 * periods[0]) > 0.5 * periods[0] / 4:
+            assert np.min(np.abs(bars - grid.downbeats[0])) < 0.005

@@ -12,8 +12,10 @@ number of 64th notes, so the file's beats sit within a 128th note (1/32 of a bea
 ones; the tempo is not touched (one ``set_tempo``).
 
 Quantized tracks are the exception (:func:`quantize`, ``write_midi(..., follow_beats=True)``):
-their onsets sit exactly on the file's grid lines, and a song whose tempo drifts away from one
-tempo gets a tempo map through its tracked beats, so that grid stays on the music.
+their onsets sit exactly on the file's grid lines; their pickup is whole 16ths (a time signature
+such as 3/16, which every DAW accepts; Ableton Live takes no denominator above 16), its first 16th
+at its own tempo so that the file's grid falls exactly on the song's; and a song whose tempo drifts
+away from one tempo gets a tempo map through its tracked beats, so that grid stays on the music.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ _GRID_RE = re.compile(r"^1/(\d+)(t?)$")
 #: The pickup is a whole number of these (a 64th note): finer than any note grid a DAW snaps to,
 #: and a time-signature denominator that MIDI (any power of 2) and notation programs accept.
 _PICKUP_STEP = TICKS_PER_BEAT // 16
+#: A quantized file's pickup, which plays at its own tempo, is a whole number of these (a 16th
+#: note): its time signature (e.g. 3/16) is then one that every DAW accepts.
+_EXACT_PICKUP_STEP = TICKS_PER_BEAT // 4
 #: Below this beat-phase coherence (mean resultant length of the beats' phases at the tempo) the
 #: tracked beats do not agree on where the beat falls, and the file gets no pickup.
 _MIN_PHASE_COHERENCE = 0.5
@@ -106,20 +111,26 @@ class _TimeMap:
 def _constant_map(grid: BeatGrid, exact_pickup: bool = False) -> _TimeMap:
     """One tempo (``grid.tempo``) after the pickup (:func:`pickup_ticks`), which is a whole number of
     64ths: the file's bar lines then sit up to a 128th note (19 ms at 100 BPM) off the song's.
-    ``exact_pickup`` plays the pickup at its own tempo instead, so that its 64ths last exactly up
-    to the song's first bar line (a second ``set_tempo`` there)."""
+
+    ``exact_pickup`` (quantized files) makes the file's grid fall exactly on the song's instead:
+    the pickup is a whole number of 16ths (so that its time signature, e.g. 3/16, is one every DAW
+    accepts: Ableton Live takes no denominator above 16), and its first 16th, which holds the part
+    of a 16th before the song's first 16th line, plays at its own tempo (2/3 to 2 x the song's; a
+    ``set_tempo`` at 0 and one at the file's second 16th line). A bar line within half a 16th of the
+    start gets no pickup: the file's first bar starts at 0 and its first 16th is the longer one."""
     tempo = float(grid.tempo) if grid.tempo and np.isfinite(grid.tempo) and grid.tempo > 0 else DEFAULT_TEMPO
     beat_s = 60.0 / tempo
-    pickup = pickup_ticks(grid)
     t_bar = first_bar_line(grid) if exact_pickup else None
     if t_bar is not None:
-        exact = t_bar * TICKS_PER_BEAT / beat_s
-        ticks = int(round(exact / _PICKUP_STEP)) * _PICKUP_STEP  # the pickup before the modulo
-        if ticks == 0:  # the bar starts within a 128th note of 0: there, and what is before it at 0
-            return _TimeMap(np.array([t_bar, t_bar + beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), 0)
-        return _TimeMap(np.array([0.0, t_bar, t_bar + beat_s]),
-                        np.array([0.0, float(ticks), float(ticks + TICKS_PER_BEAT)]), pickup)
-    return _TimeMap(np.array([0.0, beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), pickup)
+        step = _EXACT_PICKUP_STEP
+        step_s = step * beat_s / TICKS_PER_BEAT
+        num, den = (int(v) for v in grid.time_signature)
+        bar_ticks = max(num, 1) * TICKS_PER_BEAT * 4 // max(den, 1)
+        m = int(round(t_bar / step_s))  # 16ths before the first bar line
+        first = t_bar - (m - 1) * step_s  # where the file's second 16th line falls
+        return _TimeMap(np.array([0.0, first, first + beat_s]),
+                        np.array([0.0, float(step), float(step + TICKS_PER_BEAT)]), (m * step) % bar_ticks)
+    return _TimeMap(np.array([0.0, beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), pickup_ticks(grid))
 
 
 def _smooth_beats(beats: np.ndarray, half: int = _SMOOTH_BEATS) -> np.ndarray:
@@ -149,10 +160,24 @@ def _beat_map(grid: BeatGrid, b: np.ndarray) -> _TimeMap | None:
         return None
     num, den = (int(v) for v in grid.time_signature)
     beat_ticks = TICKS_PER_BEAT * 4 // max(den, 1)
-    # the part before the first beat at the first beat's length, in 64ths (as the pickup)
-    first = int(round(b[0] / (b[1] - b[0]) * beat_ticks / _PICKUP_STEP)) * _PICKUP_STEP
+    # the part before the first beat in 16ths at the first beat's tempo, the first of them at its
+    # own tempo (as in _constant_map(exact_pickup=True)); a first beat within half a 16th of the
+    # start falls on 0 and the file's first 16th lasts up to the song's second one
+    step = _EXACT_PICKUP_STEP
+    step_s = (b[1] - b[0]) * step / beat_ticks
+    m = int(round(b[0] / step_s))
+    first = m * step
     ticks = first + beat_ticks * np.arange(len(b), dtype=float)
-    times, tick_anchors = (np.concatenate([[0.0], b]), np.concatenate([[0.0], ticks])) if first > 0 else (b, ticks)
+    if m >= 2:
+        times = np.concatenate([[0.0, b[0] - (m - 1) * step_s], b])
+        tick_anchors = np.concatenate([[0.0, float(step)], ticks])
+    elif m == 1:
+        times, tick_anchors = np.concatenate([[0.0], b]), np.concatenate([[0.0], ticks])
+    elif step < beat_ticks:
+        times = np.concatenate([[0.0, b[0] + step_s], b[1:]])
+        tick_anchors = np.concatenate([[0.0, float(step)], ticks[1:]])
+    else:  # beats of a 16th or shorter: the first beat starts at 0
+        times, tick_anchors = np.concatenate([[0.0], b[1:]]), ticks
     # the bar line: the beat (mod the meter) on which most tracked downbeats fall
     marks = np.asarray(grid.downbeats, dtype=float)
     j0 = 0
@@ -187,8 +212,8 @@ def time_map(grid: BeatGrid | None, follow_beats: bool = False) -> _TimeMap:
 
     By default one tempo (``grid.tempo``) after the pickup (:func:`pickup_ticks`), and note times
     stay exact in any program that reads the file at that tempo. With ``follow_beats`` (quantized
-    tracks, whose grid is the point) the pickup gets its own tempo, so that the file's bar lines fall
-    exactly on the song's; and a song whose tracked beats drift from that constant grid (by over
+    tracks, whose grid is the point) the pickup is whole 16ths and its first 16th gets its own tempo,
+    so that the file's bar lines fall exactly on the song's (:func:`_constant_map`); and a song whose tracked beats drift from that constant grid (by over
     :data:`DRIFT_S` for :data:`DRIFT_BEATS` beats in a row: a live band speeding up, a rubato intro) gets a tempo map
     instead, one tempo per beat through its smoothed beats, so that the file's beats are the song's."""
     grid = grid or BeatGrid(tempo=DEFAULT_TEMPO)
@@ -279,7 +304,7 @@ def _pickup_signatures(ticks: int, time_signature: tuple[int, int]) -> list[tupl
     out = []
     frac, whole = ticks % beat, ticks // beat
     if frac:
-        n, d = frac // _PICKUP_STEP, 64
+        n, d = frac // _PICKUP_STEP, 64  # (a quantized file's pickup: whole 16ths, e.g. 3/16)
         while n % 2 == 0 and d > 4:
             n, d = n // 2, d // 2
         out.append((0, n, d))
