@@ -299,3 +299,46 @@ def test_tom_fills_add_decaying_shells_at_the_drum_stems_level(tmp_path):
     assert changed >= 15  # hits starting before the segment may end before it; most calls add something
     silent = drum_hits.add_fill(np.zeros((2, 3 * sr), np.float32), loaded, np.random.default_rng(0))
     assert 0 < np.abs(silent).max() <= 0.11 * 4
+
+
+def test_rendered_stems_can_be_brought_to_one_rms_level(tmp_path):
+    """``make_batch(..., rendered_rms_db=L)`` (``--rendered-rms-db``) scales each rendered stem to RMS
+    level L over its clip before the random gain (-9..+3 dB, or 0 for 5 % of stems), instead of its
+    peak normalisation; a silent stem stays silent."""
+    import numpy as np
+
+    train = _training_module("train")
+    sr, n = 44100, 44100 * 3
+    rng = np.random.default_rng(0)
+    clip = np.zeros((4, 2, n), np.float16)
+    clip[0] = (0.9 * (rng.random((2, n)) < 0.0003)).astype(np.float16)  # sparse clicks: peaky, -36 dBFS RMS
+    clip[1] = (0.5 * np.sin(2 * np.pi * 55 * np.arange(n) / sr)).astype(np.float16)
+    clip[2] = (0.1 * rng.standard_normal((2, n))).astype(np.float16)  # stem 3 (vocals) silent
+    (tmp_path / "rendered").mkdir()
+    np.save(tmp_path / "rendered" / "0000.npy", clip)
+    rendered = train.Clips(None, tmp_path / "rendered")
+    musdb = np.zeros((5, 2, n), np.float32)
+    musdb[1:] = 0.05 * rng.standard_normal((4, 2, n))
+    (tmp_path / "musdb").mkdir()
+    np.save(tmp_path / "musdb" / "a.npy", musdb)
+    (tmp_path / "musdb" / "index.json").write_text(
+        '{"streams": ["mixture", "drums", "bass", "other", "vocals"], "clips": [{"file": "a.npy", "name": "a", "split": "train"}]}')
+    clips = train.Clips("train", tmp_path / "musdb")
+    length = sr
+    target = 10 ** (-23 / 20)
+    levels = {0: [], 1: [], 2: []}
+    for _ in range(40):
+        b = train.make_batch(clips, rng, 1, length, rendered, 1.0, rendered_rms_db=-23.0)[0]
+        for s in levels:
+            rms = float(np.sqrt(np.mean(b[s] ** 2)))
+            if rms > 0:
+                levels[s].append(20 * np.log10(rms / target))
+    # the steady stems come out at -23 dBFS plus the random gain (and EQ: +-6 dB at most)
+    for s in (1, 2):
+        assert -16 < min(levels[s]) and max(levels[s]) < 10 and abs(np.median(levels[s]) + 3) < 4
+    # the clicks too, on average over their clip (a 1 s segment holds a share of them)
+    assert abs(np.median(levels[0]) + 3) < 7
+    # without the option the click stem keeps its (quiet) peak-normalised level
+    plain = [float(np.sqrt(np.mean(train.make_batch(clips, rng, 1, length, rendered, 1.0)[0][0] ** 2))) for _ in range(20)]
+    assert np.median(20 * np.log10(np.maximum(plain, 1e-9) / target)) < np.median(levels[0]) - 10
+    assert rendered.rms(0, 3) == 0.0
