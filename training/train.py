@@ -70,6 +70,7 @@ class Clips:
             index = {"streams": ["drums"], "clips": [{"file": p.name} for p in sorted(cache.glob("[0-9]*[0-9].npy"))]}
         self.first = 1 if index.get("streams", [""])[0] == "mixture" else 0
         self.names, self.arrays = [], []
+        self._rms: dict[tuple[int, int], float] = {}
         for clip in index["clips"]:
             if split is None or clip.get("split") == split:
                 self.names.append(clip.get("name", clip["file"]))
@@ -83,10 +84,9 @@ class Clips:
 
     def rms(self, i: int, s: int) -> float:
         """Root mean square of stem ``s`` of clip ``i`` over the whole clip (computed once)."""
-        cache = self.__dict__.setdefault("_rms", {})
-        if (i, s) not in cache:
-            cache[(i, s)] = float(np.sqrt(np.mean(np.square(self.stem(i, s), dtype=np.float64))))
-        return cache[(i, s)]
+        if (i, s) not in self._rms:
+            self._rms[(i, s)] = float(np.sqrt(np.mean(np.square(self.stem(i, s), dtype=np.float64))))
+        return self._rms[(i, s)]
 
 
 def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

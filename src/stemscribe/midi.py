@@ -108,6 +108,16 @@ class _TimeMap:
         return out
 
 
+def _pickup_sixteenths(first_line: float, step_s: float) -> tuple[int, float]:
+    """A quantized file's pickup before the song's first grid line at ``first_line`` s (its first
+    bar line, or its first beat), with 16ths of ``step_s`` s: the number of whole 16ths before it,
+    and where the file's second 16th line falls. The file's first 16th holds the part of a 16th
+    before the song's first 16th line and plays at its own tempo; from its second line on, the
+    file's 16ths are the song's."""
+    m = int(round(first_line / step_s))
+    return m, first_line - (m - 1) * step_s
+
+
 def _constant_map(grid: BeatGrid, exact_pickup: bool = False) -> _TimeMap:
     """One tempo (``grid.tempo``) after the pickup (:func:`pickup_ticks`), which is a whole number of
     64ths: the file's bar lines then sit up to a 128th note (19 ms at 100 BPM) off the song's.
@@ -126,9 +136,8 @@ def _constant_map(grid: BeatGrid, exact_pickup: bool = False) -> _TimeMap:
         step_s = step * beat_s / TICKS_PER_BEAT
         num, den = (int(v) for v in grid.time_signature)
         bar_ticks = max(num, 1) * TICKS_PER_BEAT * 4 // max(den, 1)
-        m = int(round(t_bar / step_s))  # 16ths before the first bar line
-        first = t_bar - (m - 1) * step_s  # where the file's second 16th line falls
-        return _TimeMap(np.array([0.0, first, first + beat_s]),
+        m, second = _pickup_sixteenths(t_bar, step_s)
+        return _TimeMap(np.array([0.0, second, second + beat_s]),
                         np.array([0.0, float(step), float(step + TICKS_PER_BEAT)]), (m * step) % bar_ticks)
     return _TimeMap(np.array([0.0, beat_s]), np.array([0.0, float(TICKS_PER_BEAT)]), pickup_ticks(grid))
 
@@ -160,24 +169,15 @@ def _beat_map(grid: BeatGrid, b: np.ndarray) -> _TimeMap | None:
         return None
     num, den = (int(v) for v in grid.time_signature)
     beat_ticks = TICKS_PER_BEAT * 4 // max(den, 1)
-    # the part before the first beat in 16ths at the first beat's tempo, the first of them at its
-    # own tempo (as in _constant_map(exact_pickup=True)); a first beat within half a 16th of the
-    # start falls on 0 and the file's first 16th lasts up to the song's second one
+    # the part before the first beat in 16ths at the first beat's tempo (as the pickup of
+    # _constant_map(exact_pickup=True)); the beats the file's first 16th reaches are not anchors
     step = _EXACT_PICKUP_STEP
-    step_s = (b[1] - b[0]) * step / beat_ticks
-    m = int(round(b[0] / step_s))
+    m, second = _pickup_sixteenths(b[0], (b[1] - b[0]) * step / beat_ticks)
     first = m * step
     ticks = first + beat_ticks * np.arange(len(b), dtype=float)
-    if m >= 2:
-        times = np.concatenate([[0.0, b[0] - (m - 1) * step_s], b])
-        tick_anchors = np.concatenate([[0.0, float(step)], ticks])
-    elif m == 1:
-        times, tick_anchors = np.concatenate([[0.0], b]), np.concatenate([[0.0], ticks])
-    elif step < beat_ticks:
-        times = np.concatenate([[0.0, b[0] + step_s], b[1:]])
-        tick_anchors = np.concatenate([[0.0, float(step)], ticks[1:]])
-    else:  # beats of a 16th or shorter: the first beat starts at 0
-        times, tick_anchors = np.concatenate([[0.0], b[1:]]), ticks
+    keep = ticks > step
+    times = np.concatenate([[0.0, second], b[keep]])
+    tick_anchors = np.concatenate([[0.0, float(step)], ticks[keep]])
     # the bar line: the beat (mod the meter) on which most tracked downbeats fall
     marks = np.asarray(grid.downbeats, dtype=float)
     j0 = 0
