@@ -18,7 +18,10 @@ Sets: the devset and a labelled render (``training/render_data.py --labelled DIR
 ``vocals.mid``), the 15 held-out MUSDB18 7 s clips and, with ``--train``, the 79 others (reference:
 the notes of the true vocal stem, transcribed with the true other stems).
 
-    python benchmarks/vocal_presence.py --rendered /tmp/reval [--train] [--json OUT]
+    python benchmarks/vocal_presence.py --rendered /tmp/reval [--train] [--json OUT] [--presence-db -18 -21]
+
+``--presence-db`` also scores the check at other levels than the package's
+(``DecodeSettings.vocal_presence_db``), one more column pair each.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def main() -> int:
     from song_sets import STEMS, add_arguments, print_table, songs
 
     add_arguments(ap, train=True)
+    ap.add_argument("--presence-db", type=float, nargs="+", default=[], metavar="DB",
+                    help="also score the check at these levels (dB under the other stems)")
     args = ap.parse_args()
 
     from stemscribe.evaluate import note_scores
@@ -49,6 +54,7 @@ def main() -> int:
 
     sep = get_separator("lite")
     settings = {"on": P.DEFAULT_SETTINGS, "off": dataclasses.replace(P.DEFAULT_SETTINGS, vocal_presence_db=-np.inf)}
+    settings.update({f"at {db:g}": dataclasses.replace(P.DEFAULT_SETTINGS, vocal_presence_db=db) for db in args.presence_db})
 
     def vocal_notes(stems, s):
         return P.transcribe_pitched(stems["vocals"], stem="vocals", others={o: stems[o] for o in STEMS[:3]},
@@ -75,6 +81,12 @@ def main() -> int:
     print_table(rows, "f1 check", "ghost notes check",
                 "| set | songs (with vocal notes) | vocal F1, check off | check on "
                 "| instrumental remix: ghost notes/s, check off | check on |")
+    for db in args.presence_db:
+        # this level's columns become the table's "on" (the package's level is left out)
+        renamed = [{k.replace(f" at {db:g}", " on"): v for k, v in r.items() if not k.endswith(" on")} for r in rows]
+        print_table(renamed, "f1 check", "ghost notes check",
+                    f"| set (check at {db:g} dB) | songs (with vocal notes) | vocal F1, check off | check on "
+                    "| instrumental remix: ghost notes/s, check off | check on |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -110,8 +110,8 @@ class DecodeSettings:
     vocal_clean_db: float = 50.0  # no gate for a stem whose quietest tenth is this far under its loud level
     # vocals: no voice at all where the stem stays this far under the other stems together (the
     # upper quartile of its notes' levels within +-6 s); see drop_absent_voice. It depends on how
-    # loud the separator leaves a voice: -12 with the crn-y2 lite weights, -15 since crn-y6
-    vocal_presence_db: float = -15.0
+    # loud the separator leaves a voice: -12 with the crn-y2 lite weights, -15 from crn-y6, -18 since crn-i5s
+    vocal_presence_db: float = -18.0
     # every song is transcribed as if its mixture (the stem and its ``others`` summed) sat at this
     # level: mean square of its audible 0.1 s blocks, dBFS (None: as recorded). It is the median of
     # the sets the knobs above were tuned on (devset -17.6, 40 rendered songs -16.5, 94 MUSDB clips
@@ -1034,7 +1034,7 @@ def drop_absent_voice(
     stem's own loud level, which is then the leakage itself. A sung note is rarely far under the
     rest of the band: over each note, the stem's level against the other stems together; a note is
     dropped when the upper quartile of that over the notes within +-6 s is under
-    ``vocal_presence_db`` (-15 dB). Judging the neighbourhood, not the note, keeps the quiet notes
+    ``vocal_presence_db`` (-18 dB). Judging the neighbourhood, not the note, keeps the quiet notes
     of a sung phrase. A clean stem (silent rests, as :func:`drop_vocal_bleed` tells it) is left
     alone: a true vocal track mixed far under the band is still a voice.
 
@@ -1044,7 +1044,9 @@ def drop_absent_voice(
     with the vocal onset F1 of the songs with singing unchanged. The level follows the separator:
     crn-y6 leaves voices quieter than crn-y2 did, and the -12 dB that suited crn-y2 (2.12 -> 0.73 and
     1.15 -> 0.49 then) cost a rendered song its vocal notes and emptied the vocal part of the
-    README's demo song, whose synthetic voice crn-y6 leaves 14 dB under the band.
+    README's demo song, whose synthetic voice crn-y6 leaves 14 dB under the band. crn-i5s leaves
+    voices quieter again (the demo's at -17.2 dB, four songs with singing at -13 to -14 dB, where
+    -15 would empty them), hence -18 (docs/transcription.md).
     """
     if not notes or not others or feats.rms_db.size == 0:
         return notes
