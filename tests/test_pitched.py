@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -390,3 +391,30 @@ def test_earlier_starts_moves_a_late_vocal_start_to_its_pitch_rise() -> None:
     assert _earlier_starts([(26, 60, 70)], feats, rise_db=3.0, back=9) == [(26, 60, 70)]
     assert _earlier_starts([(10, 21, 67), (26, 60, 69)], feats, rise_db=3.0, back=9)[1] == (21, 60, 69)
     assert _earlier_starts([(26, 60, 69)], feats, rise_db=3.0, back=0) == [(26, 60, 69)]
+
+
+def test_voice_presence_drops_the_notes_of_stretches_where_nobody_sings() -> None:
+    from stemscribe.transcribe import pitched as P
+
+    fps, n = P._FPS, int(40 * P._FPS)
+    zeros = np.zeros((n, bp.N_NOTE_BINS), np.float32)
+    vocal_db = np.full(n, -45.0, np.float32)  # a separated stem: rests hold leakage, not silence
+    notes = []
+    for start_s, level in ((2, -35.0), (4.5, -35.0), (28, -28.0), (30.5, -28.0)):
+        a = int(start_s * fps)
+        vocal_db[a : a + int(2 * fps)] = level
+        notes.append((a, a + int(2 * fps), 60))
+    band = P.SpectralFeatures(np.full(n, -20.0, np.float32), zeros, zeros)
+    vocals = P.SpectralFeatures(vocal_db, zeros, zeros)
+    # each note's level against the band: -15 dB in the first stretch, -8 dB in the second (24 s
+    # later, beyond the +-6 s the check judges together)
+    levels = P.voice_presence(notes, vocals, [band])
+    np.testing.assert_allclose(levels, [-15, -15, -8, -8], atol=1e-4)
+    strict = dataclasses.replace(P.DEFAULT_SETTINGS, vocal_presence_db=-12.0)
+    assert P.drop_absent_voice(notes, vocals, [band], strict) == notes[2:]
+    assert P.drop_absent_voice(notes, vocals, [band]) == notes  # the package's -18 dB keeps both
+    # a clean stem (silent rests) is a voice however soft: the check does not apply
+    clean = P.SpectralFeatures(np.where(vocal_db > -45, vocal_db, -120.0).astype(np.float32), zeros, zeros)
+    assert P.voice_presence(notes, clean, [band]) is None
+    assert P.drop_absent_voice(notes, clean, [band], strict) == notes
+    assert P.voice_presence(notes, vocals, []) is None

@@ -1048,16 +1048,31 @@ def drop_absent_voice(
     voices quieter again (the demo's at -17.2 dB, four songs with singing at -13 to -14 dB, where
     -15 would empty them), hence -18 (docs/transcription.md).
     """
-    if not notes or not others or feats.rms_db.size == 0:
+    levels = voice_presence(notes, feats, others, s)
+    if levels is None:
         return notes
+    return [nt for nt, level in zip(notes, levels) if level >= s.vocal_presence_db]
+
+
+def voice_presence(
+    notes: list[RawNote],
+    feats: SpectralFeatures,
+    others: list[SpectralFeatures],
+    s: DecodeSettings = DEFAULT_SETTINGS,
+) -> np.ndarray | None:
+    """What :func:`drop_absent_voice` compares with ``vocal_presence_db``: per note, the upper
+    quartile over the notes within +-6 s of the vocal stem's level against the other stems
+    together (dB, ``(n_notes,)``); None where the check does not apply (no notes, no other stems,
+    or a clean stem). The vocal part of a song is emptied by any level above the largest value."""
+    if not notes or not others or feats.rms_db.size == 0:
+        return None
     if _is_clean(feats, s):
-        return notes  # a clean stem (silent rests): nothing was misplaced into it, however soft the voice
+        return None  # a clean stem (silent rests): nothing was misplaced into it, however soft the voice
     band = sum(10 ** (o.rms_db.astype(np.float64) / 10) for o in others)
     rel = np.array([float(feats.rms_db[a:b].mean()) - 10 * np.log10(float(band[a:b].mean()) + 1e-12)
                     for a, b, _ in notes])
     starts = np.array([a for a, _, _ in notes], dtype=float)
-    keep = window_percentile(starts, rel, _PRESENCE_WINDOW_S * _FPS, 75.0) >= s.vocal_presence_db
-    return [nt for nt, k in zip(notes, keep) if k]
+    return window_percentile(starts, rel, _PRESENCE_WINDOW_S * _FPS, 75.0)
 
 
 def _log_corr(x: np.ndarray, y: np.ndarray) -> float:
