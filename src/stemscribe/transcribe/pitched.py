@@ -1045,7 +1045,7 @@ def drop_absent_voice(
     crn-y6 leaves voices quieter than crn-y2 did, and the -12 dB that suited crn-y2 (2.12 -> 0.73 and
     1.15 -> 0.49 then) cost a rendered song its vocal notes and emptied the vocal part of the
     README's demo song, whose synthetic voice crn-y6 leaves 14 dB under the band. crn-i5s leaves
-    voices quieter again (the demo's at -17.2 dB, four songs with singing at -13 to -14 dB, where
+    voices quieter again (the demo's at -17.1 dB, four songs with singing at -13 to -14 dB, where
     -15 would empty them), hence -18 (docs/transcription.md).
     """
     levels = voice_presence(notes, feats, others, s)
