@@ -77,9 +77,9 @@ def main() -> int:
         return P.transcribe_pitched(stems["vocals"], stem="vocals", others={o: stems[o] for o in STEMS[:3]},
                                     settings=s).notes
 
-    def empty_level(stems) -> float | None:
-        """The level above which the check leaves no vocal note (None: no notes before the check)."""
-        notes = vocal_notes(stems, settings["off"])
+    def empty_level(notes) -> float | None:
+        """Right after ``notes = vocal_notes(stems, settings["off"])``: the level above which the check
+        leaves no vocal note (None: no notes before the check)."""
         return (seen[-1] if seen else np.inf) if notes else None
 
     rows = []
@@ -93,14 +93,16 @@ def main() -> int:
         if ref:
             stems = sep.separate(Audio(sum(true[s].samples for s in STEMS), sr))
             for label, s in settings.items():
-                row[f"f1 check {label}"] = note_scores(ref, vocal_notes(stems, s))["onset"]["f1"]
-            if args.empty_levels:
-                row["empty level"] = empty_level(stems)
+                notes = vocal_notes(stems, s)
+                row[f"f1 check {label}"] = note_scores(ref, notes)["onset"]["f1"]
+                if label == "off" and args.empty_levels:
+                    row["empty level"] = empty_level(notes)
         stems = sep.separate(Audio(sum(true[s].samples for s in STEMS[:3]), sr))
         for label, s in settings.items():
-            row[f"ghost notes check {label}"] = len(vocal_notes(stems, s))
-        if args.empty_levels:
-            row["empty level instrumental"] = empty_level(stems)
+            notes = vocal_notes(stems, s)
+            row[f"ghost notes check {label}"] = len(notes)
+            if label == "off" and args.empty_levels:
+                row["empty level instrumental"] = empty_level(notes)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -116,7 +118,7 @@ def main() -> int:
     if args.empty_levels:
         from stemscribe import audio
 
-        demo = empty_level(sep.separate(audio.load(ROOT / "examples" / "demo.flac")))
+        demo = empty_level(vocal_notes(sep.separate(audio.load(ROOT / "examples" / "demo.flac")), settings["off"]))
         print_empty_levels(rows, [P.DEFAULT_SETTINGS.vocal_presence_db, *args.presence_db], demo)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
