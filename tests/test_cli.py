@@ -104,7 +104,8 @@ def test_silence_gives_silent_stems_and_empty_midi(tmp_path, capsys):
     report = json.loads((d / "report.json").read_text())
     assert report["key"] is None  # no evidence of a key: none is made up
     code, out, err = _run(["split", str(src), "--out", str(tmp_path / "o2"), "--model", "lite"], capsys)
-    assert code == 0 and "key unknown" in out, (out, err)
+    assert code == 0 and "key unknown" in out and "tempo unknown" in out and "BPM" not in out, (out, err)
+    assert report["beats"] == [] and report["tempo_bpm"] == 120.0  # the MIDI default, no tempo was heard
 
 
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
@@ -190,6 +191,13 @@ def test_transcribe_command_writes_midi_with_tempo(tmp_path, capsys):
     pitches = [n.pitch for tr in tracks for n in tr.notes]
     assert pitches and all(p == 45 for p in pitches)
     assert grid.tempo > 0
+
+
+def test_transcribe_command_says_when_no_tempo_was_heard(tmp_path, capsys):
+    src = tmp_path / "silence.wav"
+    sf.write(src, np.zeros(22050, dtype=np.float32), 22050)
+    code, out, err = _run(["transcribe", str(src), "--stem", "bass", "--out", str(tmp_path / "s.mid")], capsys)
+    assert code == 0 and "0 notes, tempo unknown" in out and "BPM" not in out, (out, err)
 
 
 def test_real_cli_exit_code(tmp_path):

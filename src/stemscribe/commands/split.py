@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
             notice_shown = True
         r = result.report
         counts = ", ".join(f"{s} {n}" for s, n in r["note_counts"].items())
-        print(f"{path} -> {result.out_dir}  [{r['model']}, {r['tempo_bpm']:.1f} BPM, {r['key'] or 'key unknown'}"
+        # no beats found (silence, a sound too short to hold two beats): the file keeps the MIDI
+        # default tempo, but none was heard, as with the key
+        tempo = f"{r['tempo_bpm']:.1f} BPM" if r["beats"] else "tempo unknown"
+        print(f"{path} -> {result.out_dir}  [{r['model']}, {tempo}, {r['key'] or 'key unknown'}"
               + (f", notes: {counts}" if counts else "") + "]")
     if failed:
         if len(args.inputs) > 1:

@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
         write_midi(out, [track], grid, follow_beats=bool(args.quantize))
     except PermissionError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror}") from None
-    print(f"{args.audio} -> {out}  [{track.name}, {len(track)} notes, {grid.tempo:.1f} BPM]")
+    tempo = f"{grid.tempo:.1f} BPM" if len(grid.beats) else "tempo unknown"  # no beats heard: the MIDI default
+    print(f"{args.audio} -> {out}  [{track.name}, {len(track)} notes, {tempo}]")
     return 0
