@@ -22,7 +22,8 @@ export async function renderResults(view, id) {
 
   // ---------------------------------------------------------------- header and transport
   const facts = [];
-  if (report.tempo_bpm) facts.push(["Tempo", `${Math.round(report.tempo_bpm)} BPM`]);
+  // no beats heard (silence, a very short sound): the MIDI keeps its default tempo, but none was found
+  if (report.tempo_bpm) facts.push(["Tempo", report.beats && report.beats.length ? `${Math.round(report.tempo_bpm)} BPM` : "unknown"]);
   if (report.key) facts.push(["Key", report.key]);
   facts.push(["Length", formatTime(duration)]);
   if (report.time_signature) facts.push(["Time", report.time_signature.join("/")]);
