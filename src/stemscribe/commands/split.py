@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..errors import StemscribeError
     from ..pipeline import output_names, split, validate_stems
+    from . import tempo_text
     from ._progress import StageBars
 
     from ..separate import resolve_model
@@ -61,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
             notice_shown = True
         r = result.report
         counts = ", ".join(f"{s} {n}" for s, n in r["note_counts"].items())
-        # no beats found (silence, a sound too short to hold two beats): the file keeps the MIDI
-        # default tempo, but none was heard, as with the key
-        tempo = f"{r['tempo_bpm']:.1f} BPM" if r["beats"] else "tempo unknown"
+        tempo = tempo_text(r["tempo_bpm"], len(r["beats"]))
         print(f"{path} -> {result.out_dir}  [{r['model']}, {tempo}, {r['key'] or 'key unknown'}"
               + (f", notes: {counts}" if counts else "") + "]")
     if failed:

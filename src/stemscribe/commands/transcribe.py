@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..midi import parse_grid, write_midi
     from ..pipeline import transcribe
     from ..transcribe.tempo import estimate_beats
+    from . import tempo_text
 
     if args.quantize:
         parse_grid(args.quantize)
@@ -42,6 +43,5 @@ def run(args: argparse.Namespace) -> int:
         write_midi(out, [track], grid, follow_beats=bool(args.quantize))
     except PermissionError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror}") from None
-    tempo = f"{grid.tempo:.1f} BPM" if len(grid.beats) else "tempo unknown"  # no beats heard: the MIDI default
-    print(f"{args.audio} -> {out}  [{track.name}, {len(track)} notes, {tempo}]")
+    print(f"{args.audio} -> {out}  [{track.name}, {len(track)} notes, {tempo_text(grid.tempo, len(grid.beats))}]")
     return 0
