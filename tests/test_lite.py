@@ -146,6 +146,44 @@ def test_chunked_separation_equals_one_pass(sep, monkeypatch):
         assert np.max(np.abs(whole[stem].samples - chunked[stem].samples)) < 1e-5
 
 
+@pytest.mark.parametrize("channels", [2, 1])
+def test_pipelined_separation_equals_block_by_block(sep, monkeypatch, channels):
+    # A whole file runs the network's two halves in two threads (encoder + recurrence of the next
+    # chunk beside the masks + synthesis of this one); the samples are exactly those of pushing
+    # the same blocks one after the other, on one core or on two.
+    from stemscribe.separate import lite
+
+    rng = np.random.default_rng(4)
+    x = 0.1 * rng.standard_normal((channels, 2 * SR + 777)).astype(np.float32)
+    blocks = [x[:, i : i + 20000] for i in range(0, x.shape[1], 20000)]
+    stepwise = sep.stream(channels)
+    expected = np.concatenate([*(stepwise.push(b) for b in blocks), stepwise.flush()], axis=-1)
+    assert expected.shape == (len(sep.stems), channels, x.shape[1])
+    piped = np.concatenate(list(sep.stream(channels).run(iter(blocks), pipeline=True)), axis=-1)
+    serial = np.concatenate(list(sep.stream(channels).run(blocks, pipeline=False)), axis=-1)
+    assert np.array_equal(piped, expected)
+    assert np.array_equal(serial, expected)
+    monkeypatch.setattr(lite, "_usable_cores", lambda: 1)  # what separate() does on one core
+    one_core = sep.separate(Audio(x, SR))
+    monkeypatch.setattr(lite, "_usable_cores", lambda: 2)
+    two_cores = sep.separate(Audio(x, SR))
+    for stem in one_core:
+        assert np.array_equal(one_core[stem].samples, two_cores[stem].samples), stem
+
+
+def test_pipelined_separation_passes_errors_on_and_stops(sep):
+    # an error in the worker's half reaches the caller; abandoning the output stops the worker
+    def blocks():
+        yield np.zeros((2, 5000), np.float32)
+        yield np.zeros((3, 5000), np.float32)  # wrong channel count: BadInputError in the worker
+
+    with pytest.raises(BadInputError, match="channels"):
+        list(sep.stream(2).run(blocks(), pipeline=True))
+    gen = sep.stream(2).run((np.zeros((2, 44100), np.float32) for _ in range(100)), pipeline=True)
+    next(gen)
+    gen.close()
+
+
 def test_separation_does_not_depend_on_the_input_level(sep):
     # The network sees every input at the level it was trained on (around -18.5 dBFS): a mastered
     # song 12 dB louder, or a quiet recording, gives the same stems scaled by the same gain. Without

@@ -303,11 +303,22 @@ class LiteNet(nn.Module):
         y = full[..., self.harm_lo] * self.harm_w_lo + full[..., self.harm_hi] * self.harm_w_hi
         return y.reshape(rows, self.in_channels * len(self.refine_harmonics), n)
 
-    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+    def context_term(self, ctx: torch.Tensor | None, frames: int) -> torch.Tensor:
+        """The ``refine_context`` convolution's share of the refinement's first layer
+        ``(batch * frames, refine, bins)``, from ``ctx`` as :meth:`masks` takes it."""
+        if ctx is None or ctx.shape[1] != frames + self.refine_context + self.lookahead:
+            raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
+        b = ctx.shape[0]
+        c2 = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
+        return self.refine_time(c2).transpose(1, 2).reshape(b * frames, self.n_refine, self.crn_bins)
+
+    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None, *,
+              ctx_term: torch.Tensor | None = None) -> torch.Tensor:
         """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``.
 
         With ``refine_context`` P, ``ctx`` holds :meth:`full_context` of frames ``t0 - P`` to
-        ``t0 + frames + lookahead`` (``frames + P + lookahead`` rows; zeros before the input starts)."""
+        ``t0 + frames + lookahead`` (``frames + P + lookahead`` rows; zeros before the input starts),
+        or ``ctx_term`` its :meth:`context_term`, computed beforehand."""
         b, t, _ = g.shape
         if self.arch == "dense":
             z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
@@ -328,10 +339,7 @@ class LiteNet(nn.Module):
                 full = skips[-1].reshape(b * t, self.in_channels, -1)
                 r = self.refine[0](torch.cat([x, full], dim=1))
                 if self.refine_context:
-                    if ctx is None or ctx.shape[1] != t + self.refine_context + self.lookahead:
-                        raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
-                    c2 = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
-                    r = r + self.refine_time(c2).transpose(1, 2).reshape(b * t, self.n_refine, self.crn_bins)
+                    r = r + (ctx_term if ctx_term is not None else self.context_term(ctx, t))
                 if self.refine_harmonics:
                     r = r + self.refine_harm(self.harmonic_features(full))
                 r = torch.relu(r)
@@ -450,14 +458,25 @@ class LiteStream:
 
     @torch.no_grad()
     def push(self, block: torch.Tensor) -> torch.Tensor:
+        return self.back(self.front(block))
+
+    @torch.no_grad()
+    def front(self, block: torch.Tensor, *, n_in: int | None = None) -> tuple | None:
+        """First half of :meth:`push`: analysis, encoder and recurrence of ``block``; returns the
+        work for :meth:`back` (None when no frame is complete yet).
+
+        The two halves keep separate state, so :meth:`back` of one block may run in another
+        thread while :meth:`front` of the next one runs (``LiteSeparator.separate`` does):
+        called in order on each side, the output is the same as :meth:`push`'s.  ``n_in``
+        overrides the input count the output is trimmed to (:meth:`flush`'s padding)."""
         net = self.net
         n, hop = net.n_fft, net.hop
         self._n_in += block.shape[-1]
+        n_in = self._n_in if n_in is None else n_in
         self._inbuf = torch.cat([self._inbuf, block.to(torch.float32)], dim=-1)
         m = (self._inbuf.shape[-1] - n) // hop + 1 if self._inbuf.shape[-1] >= n else 0
-        empty = torch.zeros(net.n_stems, net.channels, 0)
         if m <= 0:
-            return empty
+            return None
         spec = net.stft(self._inbuf[:, : (m - 1) * hop + n]).unsqueeze(0)
         gains = None
         if net.level:  # the newest hop of each new frame
@@ -475,18 +494,32 @@ class LiteStream:
         self._spec = torch.cat([self._spec, spec], dim=2)
         k = self._ebuf.shape[1] - (net.kernel - 1)
         if k <= 0:
-            return empty
+            return None
         conv = net.temporal(self._ebuf)
         self._ebuf = self._ebuf[:, self._ebuf.shape[1] - (net.kernel - 1) :]
         g, self._hidden = net.gru(conv, self._hidden)
-        ctx = None
-        if net.refine_context:
+        ctx_term = None
+        if net.refine_context:  # computed here: it needs no GRU output, and evens out the halves
             ctx = torch.cat([self._ctx, net.full_context(self._skip[:, : k + net.lookahead])], dim=1)
             self._ctx = ctx[:, k : k + net.refine_context]
-        masks = net.masks(g, self._skip[:, :k], ctx)[0]
+            ctx_term = net.context_term(ctx, k)
+        work = (g, self._skip[:, :k], ctx_term, self._spec[0, :, :k], n_in)
         self._skip = self._skip[:, k:]
-        y = masks * self._spec[0, :, :k].unsqueeze(0)
         self._spec = self._spec[:, :, k:]
+        return work
+
+    @torch.no_grad()
+    def back(self, work: tuple | None) -> torch.Tensor:
+        """Second half of :meth:`push`: masks and synthesis of :meth:`front`'s ``work``; returns
+        the stems ``(stems, channels, k)`` that are now final."""
+        net = self.net
+        if work is None:
+            return torch.zeros(net.n_stems, net.channels, 0)
+        g, skip, ctx_term, spec, n_in = work
+        n, hop = net.n_fft, net.hop
+        k = g.shape[1]
+        masks = net.masks(g, skip, ctx_term=ctx_term)[0]
+        y = masks * spec.unsqueeze(0)
         self.last_masks = masks
         out = net.synth(y)
         out[..., : n - hop] += self._tail
@@ -494,18 +527,22 @@ class LiteStream:
         if self._drop:
             d = min(self._drop, final.shape[-1])
             final, self._drop = final[..., d:], self._drop - d
-        final = final[..., : max(0, self._n_in - self._n_out)]
+        final = final[..., : max(0, n_in - self._n_out)]
         self._n_out += final.shape[-1]
         return final
 
     @torch.no_grad()
     def flush(self) -> torch.Tensor:
         """Push silence until every input sample has its output; return the remaining stems."""
+        return self.back(self.flush_front())
+
+    @torch.no_grad()
+    def flush_front(self) -> tuple | None:
+        """:meth:`front` of the silence :meth:`flush` pushes (for callers that run the halves)."""
         n_in = self._n_in
-        pad = self.net.latency + self.net.hop
-        out = self.push(torch.zeros(self.net.channels, pad))
+        work = self.front(torch.zeros(self.net.channels, self.net.latency + self.net.hop), n_in=n_in)
         self._n_in = n_in
-        return out[..., : max(0, n_in - (self._n_out - out.shape[-1]))]
+        return work
 
 
 def count_parameters(net: nn.Module) -> int:
