@@ -140,6 +140,26 @@ def test_tom_fill_after_a_groove() -> None:
     assert not any(n.pitch == SNARE and n.start > 4.0 for n in track.notes)
 
 
+def test_lone_tom_in_a_separated_stem_is_dropped_but_a_fill_is_kept() -> None:
+    # In a separated drum stem (the song's other stems given) a tom must have another within
+    # 0.6 s: lone "toms" there are mostly kicks and snares whose shells went to the bass stem.
+    # A clean stem keeps a lone tom.
+    quiet = {"bass": Audio(np.zeros(int(5.5 * SR), np.float32), SR)}
+    lone = [(4.35, "tom2")]
+    groove = Audio(_render(_rock_beat(4.0) + lone, seconds=5.5), SR)
+    tom_times = lambda track: [round(n.start, 2) for n in track.notes if n.pitch in (LOW_TOM, MID_TOM, HIGH_TOM)]  # noqa: E731
+    assert _found_any(tom_times(transcribe_drums(groove)), 4.35)
+    assert tom_times(transcribe_drums(groove, others=quiet)) == []
+    fill = [(4.1, "tom"), (4.35, "tom2"), (4.6, "tom3")]
+    with_fill = Audio(_render(_rock_beat(4.0) + fill, seconds=5.5), SR)
+    kept = tom_times(transcribe_drums(with_fill, others=quiet))
+    assert sum(_found_any(kept, t) for t, _ in fill) >= 2, kept
+
+
+def _found_any(times: list[float], t: float, tol: float = 0.02) -> bool:
+    return any(abs(e - t) <= tol for e in times)
+
+
 def test_ride_groove_is_a_ride_not_hi_hats() -> None:
     events = [(t, "ride" if n == "hat" else n) for t, n in _rock_beat()]
     track = transcribe_drums(Audio(_render(events), SR))

@@ -27,7 +27,9 @@ Method
    stretch); an onset with some kick/snare energy that rings clearly longer than that snare or
    sits at a pitch far from it (and from the kick) is a tom (low 45 / mid 47 / high 50 by shell
    pitch); one as loud as a full snare must ring longer (a far pitch lowers the bar).  A snare is kept under a tom when its wire
-   band (2-6 kHz, 30-80 ms on) buzzes like the song's snares.
+   band (2-6 kHz, 30-80 ms on) buzzes like the song's snares.  In a separated stem (the song's
+   other stems given) a tom needs another tom within 0.6 s (a fill); a lone one keeps the kick,
+   snare or hi-hat it would have replaced.
 8. Velocity from the family activation (band energy) on a 40·log10 curve, the song's typical hit
    of a family at a conventional velocity (kick/snare 110, hi-hat 90, toms 105).
 9. Bleed (only when the song's other stems are given): step 2 is level-blind, so the attacks of
@@ -112,6 +114,9 @@ _WIRES_DB, _WIRE_FRAMES = -3.0, (5, 14)
 #: snare's own sustain if more, measured over these frames after onset.
 _TOM_SUSTAIN_DB, _SPREAD_K = 2.5, 3.0
 _SUSTAIN_FRAMES = (10, 20)
+#: In a separated drum stem a tom needs another tom hit within this many seconds (a fill): there,
+#: lone "toms" are mostly kicks and snares whose shells went to the bass stem, or bleed.
+_FILL_GAP_S = 0.6
 #: Lowest tom body frequency (Hz) of a hit with a kick share; below it is kick territory.
 _MIN_TOM_HZ = 70.0
 _BODY_N = 4096
@@ -185,8 +190,8 @@ def transcribe_drums(
     report_progress(progress, "transcribe", 0.7, stem="drums")
     low = M[(freqs > 60) & (freqs < 400)].sum(axis=0)
     wires = M[(freqs > 2000) & (freqs < 6000)].sum(axis=0)
-    notes = _notes(frames, A, _rise_db(M, frames, added, W), high, low, wires, x / peak)
     rest = [a for name, a in (others or {}).items() if a is not None and name not in ("drums", "mixture")]
+    notes = _notes(frames, A, _rise_db(M, frames, added, W), high, low, wires, x / peak, lone_toms=not rest)
     if rest and notes:
         y = np.zeros(x.size, dtype=np.float32)
         for a in rest:
@@ -563,12 +568,27 @@ def _ride_scores(x: np.ndarray, high: np.ndarray, frames: np.ndarray, decay: np.
     return np.nanmedian(sliding_window_view(padded, 2 * k + 1), axis=1)
 
 
+def _lone(times: np.ndarray, mask: np.ndarray, gap: float) -> np.ndarray:
+    """``mask`` ``(n,)`` without its events that have no other masked event within ``gap`` seconds."""
+    idx = np.flatnonzero(mask)
+    t = times[idx]
+    near = np.zeros(idx.size, dtype=bool)
+    if idx.size > 1:
+        d = np.diff(t) <= gap
+        near[1:] |= d
+        near[:-1] |= d
+    out = np.zeros(mask.size, dtype=bool)
+    out[idx[~near]] = True
+    return out
+
+
 def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray, low: np.ndarray,
-           wires: np.ndarray, x: np.ndarray) -> list[Note]:
+           wires: np.ndarray, x: np.ndarray, *, lone_toms: bool = True) -> list[Note]:
     """GM notes from the event activations ``A`` ``(3, n_events)`` of kick, snare and hi-hat/cymbal;
     ``rise`` ``(3, n_events)`` is how much each onset lifted each family's bands (dB),
     ``high`` ``(T,)`` is the 8-20 kHz power per frame, ``low`` ``(T,)`` and ``wires`` ``(T,)`` the
-    60-400 Hz and 2-6 kHz mel energies, ``x`` ``(n,)`` the normalised signal."""
+    60-400 Hz and 2-6 kHz mel energies, ``x`` ``(n,)`` the normalised signal.  Without
+    ``lone_toms`` (a separated stem) a tom needs another within :data:`_FILL_GAP_S`."""
     times = frames / _FPS
     # A family's typical hit, floored against the loudest events so that an absent family's
     # leakage is never promoted to hits.
@@ -605,6 +625,8 @@ def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
     toms, with_snare = _find_toms(present, rel, frames, x, low, wires)
     toms[~audible.any(axis=0)] = 0
+    if not lone_toms:
+        toms[_lone(times, toms > 0, _FILL_GAP_S)] = 0
     is_tom = toms > 0
     # A tom takes over the kick and snare shares of its onset (unless the snare's wires buzz
     # too), and its stick attack the hi-hat's (hands on the toms rarely also play the
