@@ -305,12 +305,14 @@ class LiteNet(nn.Module):
 
     def context_term(self, ctx: torch.Tensor | None, frames: int) -> torch.Tensor:
         """The ``refine_context`` convolution's share of the refinement's first layer
-        ``(batch * frames, refine, bins)``, from ``ctx`` as :meth:`masks` takes it."""
-        if ctx is None or ctx.shape[1] != frames + self.refine_context + self.lookahead:
+        ``(batch * frames, refine, bins)``, from ``ctx`` as :meth:`masks` takes it, or already laid
+        out as the convolution reads it, ``(batch, in_channels, frames + P + lookahead, bins)``."""
+        if ctx is not None and ctx.dim() == 3:
+            b = ctx.shape[0]
+            ctx = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
+        if ctx is None or ctx.shape[2] != frames + self.refine_context + self.lookahead:
             raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
-        b = ctx.shape[0]
-        c2 = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
-        return self.refine_time(c2).transpose(1, 2).reshape(b * frames, self.n_refine, self.crn_bins)
+        return self.refine_time(ctx).transpose(1, 2).reshape(ctx.shape[0] * frames, self.n_refine, self.crn_bins)
 
     def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None, *,
               ctx_term: torch.Tensor | None = None) -> torch.Tensor:
@@ -488,7 +490,9 @@ class LiteStream:
             self._ebuf = e.new_zeros(1, net.kernel - 1 - net.lookahead, net.hidden)
             self._skip = e[:, :0]
             if net.refine_context:
-                self._ctx = e.new_zeros(1, net.refine_context, net.in_channels * net.crn_bins)
+                # (1, in_channels, frames, bins): the layout the context convolution reads, so each
+                # block copies only its new frames into it
+                self._ctx = e.new_zeros(1, net.in_channels, net.refine_context, net.crn_bins)
         self._ebuf = torch.cat([self._ebuf, e[..., : net.hidden]], dim=1)
         self._skip = torch.cat([self._skip, e], dim=1)
         self._spec = torch.cat([self._spec, spec], dim=2)
@@ -500,8 +504,10 @@ class LiteStream:
         g, self._hidden = net.gru(conv, self._hidden)
         ctx_term = None
         if net.refine_context:  # computed here: it needs no GRU output, and evens out the halves
-            ctx = torch.cat([self._ctx, net.full_context(self._skip[:, : k + net.lookahead])], dim=1)
-            self._ctx = ctx[:, k : k + net.refine_context]
+            new = net.full_context(self._skip[:, : k + net.lookahead])
+            new = new.reshape(1, k + net.lookahead, net.in_channels, net.crn_bins).transpose(1, 2)
+            ctx = torch.cat([self._ctx, new], dim=2)
+            self._ctx = ctx[:, :, k : k + net.refine_context]
             ctx_term = net.context_term(ctx, k)
         work = (g, self._skip[:, :k], ctx_term, self._spec[0, :, :k], n_in)
         self._skip = self._skip[:, k:]
