@@ -163,9 +163,9 @@ def test_pipelined_separation_equals_block_by_block(sep, monkeypatch, channels):
     serial = np.concatenate(list(sep.stream(channels).run(blocks, pipeline=False)), axis=-1)
     assert np.array_equal(piped, expected)
     assert np.array_equal(serial, expected)
-    monkeypatch.setattr(lite, "_usable_cores", lambda: 1)  # what separate() does on one core
+    monkeypatch.setattr(lite, "usable_cores", lambda: 1)  # what separate() does on one core
     one_core = sep.separate(Audio(x, SR))
-    monkeypatch.setattr(lite, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(lite, "usable_cores", lambda: 2)
     two_cores = sep.separate(Audio(x, SR))
     for stem in one_core:
         assert np.array_equal(one_core[stem].samples, two_cores[stem].samples), stem

@@ -582,10 +582,10 @@ def _round(obj: Any, digits: int = 4) -> Any:
 
 
 def _default_workers() -> int:
-    """Threads for the report: the machine's cores, at most one per stem."""
-    import os
+    """Threads for the report: the cores this process may use, at most one per stem."""
+    from .cores import usable_cores
 
-    return min(4, os.cpu_count() or 1)
+    return min(4, usable_cores())
 
 
 def _stem_entry(

@@ -157,10 +157,9 @@ def _can_reach_download_hosts() -> bool:
 def _threads() -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    from ..cores import usable_cores
+
+    return usable_cores()
 
 
 class DemucsSeparator(Separator):

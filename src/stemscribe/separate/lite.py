@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..cores import usable_cores
 from ..errors import BadInputError, ModelUnavailableError
 from ..models import file_sha256
 from ..types import Audio, Progress, report_progress
@@ -186,7 +187,7 @@ class LiteStreamer:
         import torch
 
         if pipeline is None:
-            pipeline = _usable_cores() >= 2
+            pipeline = usable_cores() >= 2
         stream = self._stream
         if not pipeline:
             for block in blocks:
@@ -218,14 +219,6 @@ def _then_none(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
     """``blocks``, then None (the flush)."""
     yield from blocks
     yield None
-
-
-def _usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
