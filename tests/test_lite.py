@@ -171,6 +171,31 @@ def test_pipelined_separation_equals_block_by_block(sep, monkeypatch, channels):
         assert np.array_equal(one_core[stem].samples, two_cores[stem].samples), stem
 
 
+@pytest.mark.parametrize("level", [None, 0.02])
+def test_stream_level_window_gives_the_offline_gains(sep, level):
+    # the stream keeps a running level window; its gains equal LiteNet.level_gains over the whole
+    # input, from an empty window (live) or one filled with a known level (a whole file), through
+    # silence (below the gate) and for any split into blocks
+    import torch
+
+    from stemscribe.separate.lite_net import _LevelWindow
+
+    net = sep.net
+    rng = np.random.default_rng(5)
+    n = net.level_frames * 2 + 37
+    powers = torch.from_numpy(rng.uniform(0, 0.05, n) * (rng.uniform(size=n) > 0.2))  # 20 % silent
+    powers[100:400] = 0.0  # a long silence
+    expected, _ = net.level_gains(powers[None], net.level_history(1, level))
+    window, got, i = _LevelWindow(net, level), [], 0
+    while i < n:
+        k = int(rng.integers(1, 7))
+        got.append(window.gains(powers[i : i + k]))
+        i += k
+    got = torch.cat(got, dim=1)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, rtol=1e-6, atol=0)
+
+
 def test_pipelined_separation_passes_errors_on_and_stops(sep):
     # an error in the worker's half reaches the caller; abandoning the output stops the worker
     def blocks():
