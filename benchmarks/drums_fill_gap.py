@@ -17,8 +17,6 @@ import argparse
 import pickle
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,11 +44,9 @@ def main() -> None:
                 f.write_bytes(pickle.dumps(stems))
             songs.append((song, stems))
 
-    lone = drums._lone
     default_gap = drums._FILL_GAP_S
     for gap in ["off", *args.gaps]:
-        drums._lone = (lambda t, m, g: np.zeros(m.size, dtype=bool)) if gap == "off" else lone
-        drums._FILL_GAP_S = default_gap if gap == "off" else gap
+        drums._FILL_GAP_S = None if gap == "off" else gap
         for source in ["separated", "true"] if args.true else ["separated"]:
             tot: dict[str, list[int]] = {}
             for song, sep_stems in songs:
@@ -64,7 +60,7 @@ def main() -> None:
                     t[2] += v["n_match"]
             f1 = {c: round(2 * m / (r + e), 3) if r + e else None for c, (r, e, m) in tot.items()}
             print(f"gap {gap} {source}: F1 {f1}; toms ref/est/match {tot.get('toms')}", flush=True)
-    drums._lone, drums._FILL_GAP_S = lone, default_gap
+    drums._FILL_GAP_S = default_gap
 
 
 if __name__ == "__main__":

@@ -30,17 +30,16 @@ def main() -> None:
 
     names = validation_names([p.name[: -len(".stem.mp4")] for p in MUSDB.glob("*.stem.mp4")])
     sep = get_separator("lite")
-    lone = drums._lone
-    keep_all = lambda t, m, g: np.zeros(m.size, dtype=bool)  # noqa: E731
+    gap = drums._FILL_GAP_S
     rows = []
     for name in names:
         st = read_stem_mp4(MUSDB / f"{name}.stem.mp4")
         out = sep.separate(st["mixture"])
         sep_others = {k: v for k, v in out.items() if k != "drums"}
-        drums._lone = keep_all
+        drums._FILL_GAP_S = None  # every tom kept
         truth = drums.transcribe_drums(st["drums"], others={k: st[k] for k in ("bass", "other", "vocals")})
         before = drums.transcribe_drums(out["drums"], others=sep_others)
-        drums._lone = lone
+        drums._FILL_GAP_S = gap
         after = drums.transcribe_drums(out["drums"], others=sep_others)
 
         def n_toms(track) -> int:

@@ -200,19 +200,18 @@ class LiteStreamer:
             with torch.inference_mode():
                 return stream.flush_front() if block is None else stream.front(self._prep(block))
 
+        def back(work: Any) -> np.ndarray:
+            with torch.inference_mode():
+                return self._post(stream.back(work))
+
         with _one_thread(), ThreadPoolExecutor(1, thread_name_prefix="stemscribe-lite") as pool:
             pending = None
             for block in _then_none(blocks):
                 nxt = pool.submit(front, block)
                 if pending is not None:
-                    with torch.inference_mode():
-                        out = self._post(stream.back(pending.result()))
-                    yield out
+                    yield back(pending.result())
                 pending = nxt
-            if pending is not None:
-                with torch.inference_mode():
-                    out = self._post(stream.back(pending.result()))
-                yield out
+            yield back(pending.result())  # the flush's
 
 
 def _then_none(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:

@@ -237,9 +237,9 @@ class LiteNet(nn.Module):
             hist += torch.as_tensor(level, dtype=torch.float64).reshape(-1, 1)
         return hist
 
-    def level_gains(self, powers: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feature gains for frames whose newest hop blocks have ``powers`` ``(batch, t)``, after
-        ``hist`` ``(batch, window - 1)``; returns (gains ``(batch, t)`` float32, the new history)."""
+    def level_gains(self, powers: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """Feature gains ``(batch, t)`` float32 for frames whose newest hop blocks have ``powers``
+        ``(batch, t)``, after ``hist`` ``(batch, window - 1)`` (a stream uses :class:`_LevelWindow`)."""
         w = self.level_frames
         allp = torch.cat([hist, powers.double()], dim=1)
         on = allp > self.level_gate
@@ -250,7 +250,7 @@ class LiteNet(nn.Module):
         level = torch.where(n > 0, (sums[:, end] - sums[:, end - w]) / n.clamp_min(1), self.level_ref)
         power_gain = (self.level_ref / level).clamp(1 / self.level_max, self.level_max)
         # features are |X| ** power, so a power gain g scales them by g ** (power / 2)
-        return (power_gain ** (self.power / 2)).float(), allp[:, allp.shape[1] - (w - 1) :]
+        return (power_gain ** (self.power / 2)).float()
 
     def feature_gains(self, x: torch.Tensor) -> torch.Tensor | None:
         """Offline gains ``(batch, frames + lookahead)`` for the frames of ``frame(x)``; None when
@@ -259,7 +259,7 @@ class LiteNet(nn.Module):
             return None
         xp = self.frame(x)
         powers = self.hop_powers(xp[..., self.n_fft - self.hop :])
-        return self.level_gains(powers, self.level_history(x.shape[0], self.input_level(x)))[0]
+        return self.level_gains(powers, self.level_history(x.shape[0], self.input_level(x)))
 
     def encode(self, spec: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``; ``gains``
@@ -304,24 +304,26 @@ class LiteNet(nn.Module):
         y = full[..., self.harm_lo] * self.harm_w_lo + full[..., self.harm_hi] * self.harm_w_hi
         return y.reshape(rows, self.in_channels * len(self.refine_harmonics), n)
 
-    def context_term(self, ctx: torch.Tensor | None, frames: int) -> torch.Tensor:
+    def context_layout(self, full: torch.Tensor) -> torch.Tensor:
+        """:meth:`full_context` rows ``(batch, frames, in_channels * bins)`` in the layout the
+        ``refine_context`` convolution reads, ``(batch, in_channels, frames, bins)``."""
+        b, t = full.shape[:2]
+        return full.reshape(b, t, self.in_channels, self.crn_bins).transpose(1, 2)
+
+    def context_term(self, ctx: torch.Tensor, frames: int) -> torch.Tensor:
         """The ``refine_context`` convolution's share of the refinement's first layer
-        ``(batch * frames, refine, bins)``, from ``ctx`` as :meth:`masks` takes it, or already laid
-        out as the convolution reads it, ``(batch, in_channels, frames + P + lookahead, bins)``."""
-        if ctx is not None and ctx.dim() == 3:
-            b = ctx.shape[0]
-            ctx = ctx.reshape(b, ctx.shape[1], self.in_channels, self.crn_bins).transpose(1, 2)
-        if ctx is None or ctx.shape[2] != frames + self.refine_context + self.lookahead:
-            raise ValueError("this model's refinement needs the features of the frames around: pass ctx")
+        ``(batch * frames, refine, bins)`` for ``frames`` frames ``t0 ..``: ``ctx`` holds
+        :meth:`context_layout` of frames ``t0 - P`` to ``t0 + frames + lookahead`` (zeros before
+        the input starts)."""
+        if ctx.shape[2] != frames + self.refine_context + self.lookahead:
+            raise ValueError(f"the refinement context needs {frames + self.refine_context + self.lookahead} frames, "
+                             f"got {ctx.shape[2]}")
         return self.refine_time(ctx).transpose(1, 2).reshape(ctx.shape[0] * frames, self.n_refine, self.crn_bins)
 
-    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx: torch.Tensor | None = None, *,
-              ctx_term: torch.Tensor | None = None) -> torch.Tensor:
+    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx_term: torch.Tensor | None = None) -> torch.Tensor:
         """GRU output and skip ``(batch, frames, hidden)`` -> masks ``(batch, stems, channels, frames, bins)``.
 
-        With ``refine_context`` P, ``ctx`` holds :meth:`full_context` of frames ``t0 - P`` to
-        ``t0 + frames + lookahead`` (``frames + P + lookahead`` rows; zeros before the input starts),
-        or ``ctx_term`` its :meth:`context_term`, computed beforehand."""
+        With ``refine_context``, ``ctx_term`` is :meth:`context_term` of these frames."""
         b, t, _ = g.shape
         if self.arch == "dense":
             z = torch.relu(self.dec_norm(self.dec(torch.cat([g, e], dim=-1))))
@@ -342,7 +344,9 @@ class LiteNet(nn.Module):
                 full = skips[-1].reshape(b * t, self.in_channels, -1)
                 r = self.refine[0](torch.cat([x, full], dim=1))
                 if self.refine_context:
-                    r = r + (ctx_term if ctx_term is not None else self.context_term(ctx, t))
+                    if ctx_term is None:
+                        raise ValueError("this model's refinement needs the context of the frames around: pass ctx_term")
+                    r = r + ctx_term
                 if self.refine_harmonics:
                     r = r + self.refine_harm(self.harmonic_features(full))
                 r = torch.relu(r)
@@ -394,14 +398,15 @@ class LiteNet(nn.Module):
         left = self.kernel - 1 - self.lookahead
         ebuf = torch.nn.functional.pad(e[..., : self.hidden], (0, 0, left, 0))
         g, _ = self.gru(self.temporal(ebuf))
-        ctx = None
+        ctx_term = None
         if self.refine_context:  # zeros for the frames before the input
             # detached: in training, the context convolution's gradient into its input (whose only
             # trainable part is the input normalisation, which keeps its gradient through the encoder
             # and the head) cost a third of a step (its backward over a 34 x 5 kernel on 3 channels is
             # slow on CPU: 2.5 instead of 3.4-3.9 s per batch of 4 x 2.5 s); inference is unchanged
             ctx = torch.nn.functional.pad(self.full_context(e).detach(), (0, 0, self.refine_context, 0))
-        m = self.masks(g, e[:, :t], ctx)
+            ctx_term = self.context_term(self.context_layout(ctx), t)
+        m = self.masks(g, e[:, :t], ctx_term)
         return m * spec[:, :, :t].unsqueeze(1)
 
     def forward_spec(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -505,8 +510,7 @@ class LiteStream:
         g, self._hidden = net.gru(conv, self._hidden)
         ctx_term = None
         if net.refine_context:  # computed here: it needs no GRU output, and evens out the halves
-            new = net.full_context(self._skip[:, : k + net.lookahead])
-            new = new.reshape(1, k + net.lookahead, net.in_channels, net.crn_bins).transpose(1, 2)
+            new = net.context_layout(net.full_context(self._skip[:, : k + net.lookahead]))
             ctx = torch.cat([self._ctx, new], dim=2)
             self._ctx = ctx[:, :, k : k + net.refine_context]
             ctx_term = net.context_term(ctx, k)
@@ -525,7 +529,7 @@ class LiteStream:
         g, skip, ctx_term, spec, n_in = work
         n, hop = net.n_fft, net.hop
         k = g.shape[1]
-        masks = net.masks(g, skip, ctx_term=ctx_term)[0]
+        masks = net.masks(g, skip, ctx_term)[0]
         y = masks * spec.unsqueeze(0)
         self.last_masks = masks
         out = net.synth(y)

@@ -115,8 +115,9 @@ _WIRES_DB, _WIRE_FRAMES = -3.0, (5, 14)
 _TOM_SUSTAIN_DB, _SPREAD_K = 2.5, 3.0
 _SUSTAIN_FRAMES = (10, 20)
 #: In a separated drum stem a tom needs another tom hit within this many seconds (a fill): there,
-#: lone "toms" are mostly kicks and snares whose shells went to the bass stem, or bleed.
-_FILL_GAP_S = 0.6
+#: lone "toms" are mostly kicks and snares whose shells went to the bass stem, or bleed.  None:
+#: every tom is kept (``benchmarks/drums_fill_gap.py`` compares).
+_FILL_GAP_S: float | None = 0.6
 #: Lowest tom body frequency (Hz) of a hit with a kick share; below it is kick territory.
 _MIN_TOM_HZ = 70.0
 _BODY_N = 4096
@@ -625,7 +626,7 @@ def _notes(frames: np.ndarray, A: np.ndarray, rise: np.ndarray, high: np.ndarray
     present[1] &= ~((metal == CRASH) & present[2]) | (rel[1] > _SNARE_UNDER_CRASH)
     toms, with_snare = _find_toms(present, rel, frames, x, low, wires)
     toms[~audible.any(axis=0)] = 0
-    if not lone_toms:
+    if not lone_toms and _FILL_GAP_S is not None:
         toms[_lone(times, toms > 0, _FILL_GAP_S)] = 0
     is_tom = toms > 0
     # A tom takes over the kick and snare shares of its onset (unless the snare's wires buzz
