@@ -232,7 +232,8 @@ def test_models_listing_reports_lite_available():
 
     info = get_info("lite")
     assert info.available_offline
-    assert info.files == ("lite.safetensors",)
+    assert info.files == ("lite.safetensors", "lite.encode.onnx", "lite.recur.onnx", "lite.masks.onnx")
+    assert set(info.sha256) == set(info.files)
 
 
 def _streamed(net, x, rng):

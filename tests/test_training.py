@@ -266,9 +266,19 @@ def test_training_loss_and_export_with_the_input_level_normalisation(train, tmp_
         net.separate_spec(net.stft(net.frame(stems.sum(1))))
     ckpt = tmp_path / "c.pt"
     torch.save({"config": cfg, "model": plain.state_dict(), "step": 5, "seconds": 1.0}, ckpt)
-    export.export(ckpt, tmp_path / "out", temperature=1.2, level=True)
+    weights = export.export(ckpt, tmp_path / "out", temperature=1.2, level=True)
     config = json.loads((tmp_path / "out" / "lite.json").read_text())["config"]
     assert config["level"] == LEVEL_DEFAULTS and config["temperature"] == 1.2
+    # the ONNX graphs of the exported float16 weights, registered in the manifest and loadable
+    pytest.importorskip("onnx")
+    from stemscribe.separate.lite import load_lite
+    from stemscribe.separate.lite_onnx import OnnxEngine
+
+    entry = export.add_onnx(weights)
+    assert sorted(entry) == ["encode", "masks", "recur"]
+    assert json.loads((tmp_path / "out" / "lite.json").read_text())["onnx"] == entry
+    assert all((tmp_path / "out" / e["file"]).is_file() for e in entry.values())
+    assert isinstance(load_lite(weights=weights, engine="onnx").engine, OnnxEngine)
 
 
 def test_tom_fills_add_decaying_shells_at_the_drum_stems_level(tmp_path):

@@ -1,7 +1,10 @@
 """Export a training checkpoint to the shipped format: ``lite.safetensors`` (float16 weights) +
-``lite.json`` (config, sha256, scores, training time, licence notes).
+``lite.json`` (config, sha256, scores, training time, licence notes) + the network's steps as
+ONNX graphs for ONNX Runtime (``lite.encode.onnx``, ``lite.recur.onnx``, ``lite.masks.onnx``,
+built from the float16 weights just written; needs ``pip install onnx``).
 
     python training/export.py training/checkpoints/best.pt [--out src/stemscribe/data/models] [--temperature T] [--level]
+    python training/export.py --onnx-only src/stemscribe/data/models/lite.safetensors  # graphs for existing weights
 
 ``--temperature`` sets the inference softmax temperature in the shipped config (pick it with
 ``training/tune_temperature.py`` on the held-out clips); ``validation_sdr_db`` stays the
@@ -93,17 +96,52 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None, lev
     return weights
 
 
+def add_onnx(weights: Path) -> dict:
+    """Export the ONNX graphs of the float16 ``weights`` beside them and register them (file, sha256)
+    in the manifest; returns the manifest's ``onnx`` entry."""
+    sys.path.insert(0, str(ROOT.parent / "src"))
+    from stemscribe.separate.lite import load_lite
+    from stemscribe.separate.lite_onnx import export_onnx
+
+    net = load_lite(weights=weights, engine="torch").net
+    graphs = export_onnx(net)
+    entry = {}
+    for name, data in graphs.items():
+        path = weights.parent / f"{weights.stem}.{name}.onnx"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+        entry[name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    mpath = weights.with_suffix(".json")
+    manifest = json.loads(mpath.read_text())
+    manifest["onnx"] = entry
+    mtmp = mpath.with_name(mpath.name + ".tmp")
+    mtmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(mtmp, mpath)
+    return entry
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, nargs="?")
+    p.add_argument("--onnx-only", type=Path, metavar="WEIGHTS",
+                   help="only (re)build the ONNX graphs of existing lite.safetensors weights")
     p.add_argument("--out", type=Path, default=PACKAGE_DIR)
     p.add_argument("--temperature", type=float, default=None, help="inference softmax temperature to ship")
     p.add_argument("--level", action="store_true",
                    help="ship the input level normalisation (LEVEL_DEFAULTS in lite_net.py) with a checkpoint trained without it")
     args = p.parse_args()
+    if args.onnx_only is not None:
+        print(json.dumps(add_onnx(args.onnx_only), indent=1))
+        return
+    if args.checkpoint is None:
+        p.error("give a checkpoint (or --onnx-only WEIGHTS)")
     if args.temperature is not None and not 0.25 <= args.temperature <= 4:
         p.error(f"--temperature {args.temperature}: expected a value between 0.25 and 4 (1 = as trained)")
-    print(export(args.checkpoint, args.out, args.temperature, args.level))
+    weights = export(args.checkpoint, args.out, args.temperature, args.level)
+    add_onnx(weights)
+    print(weights)
 
 
 if __name__ == "__main__":

@@ -729,7 +729,7 @@ def main() -> None:
                 os.replace(args.ckpt_dir / "best.tmp", args.ckpt_dir / "best.pt")
                 export_mod.export(args.ckpt_dir / "best.pt", args.ckpt_dir / "best")
                 if args.export_package:
-                    export_mod.export(args.ckpt_dir / "best.pt", export_mod.PACKAGE_DIR)
+                    export_mod.add_onnx(export_mod.export(args.ckpt_dir / "best.pt", export_mod.PACKAGE_DIR))
             t_ckpt = time.time()
         if done:
             break

@@ -461,7 +461,8 @@ def run_live(
     seconds = n_in / SR
     report = {
         "input": input_name,
-        "model": {"name": separator.name, "version": getattr(separator, "manifest", {}).get("version")},
+        "model": {"name": separator.name, "version": getattr(separator, "manifest", {}).get("version"),
+                  "engine": "torch" if getattr(separator, "engine", None) is None else "onnxruntime"},
         "sr": SR,
         "channels": channels,
         "duration_s": round(seconds, 3),

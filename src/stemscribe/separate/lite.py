@@ -7,6 +7,14 @@ causal with one frame of look-ahead, so the same model separates a whole file
 (:meth:`LiteSeparator.separate`) or a stream block by block (:meth:`LiteSeparator.stream`), and the
 two give the same samples (to float rounding).
 
+The network's steps run on ONNX Runtime when the package has their graphs (``lite.encode.onnx``,
+``lite.recur.onnx``, ``lite.masks.onnx``, exported from the same weights and registered in the
+manifest; :mod:`stemscribe.separate.lite_onnx`) and a stream's blocks are small: 30 ms live blocks
+took 0.158 x real time instead of 0.251 on PyTorch (``python benchmarks/live_speed.py``, idle Xeon).
+A whole file goes through in 2 s chunks, where PyTorch is as fast or faster (0.050-0.054 against
+0.057 in the two-thread pipeline, 3-minute file), so ``separate`` keeps PyTorch unless asked for
+``engine="onnx"``.  The engines give the same samples to float rounding (8e-6 at most).
+
 Training code, data and scores: ``training/`` and ``docs/models/lite.md`` in the source tree.
 """
 
@@ -59,6 +67,15 @@ def _read_manifest(weights: Path) -> dict[str, Any]:
     return manifest
 
 
+def _onnx_files(weights: Path, manifest: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """``{graph: (path, sha256)}`` of the ONNX graphs the manifest registers beside ``weights``."""
+    entries = manifest.get("onnx") or {}
+    if not isinstance(entries, dict):
+        return {}
+    return {name: (weights.parent / str(e.get("file", "")), str(e.get("sha256", "")))
+            for name, e in entries.items() if isinstance(e, dict)}
+
+
 def lite_info() -> dict[str, Any]:
     """Registry entry for ``stemscribe models`` (no torch import, no network).
 
@@ -91,20 +108,33 @@ def lite_info() -> dict[str, Any]:
         "training": manifest.get("training"),
         "validation_sdr_db": manifest.get("validation_sdr_db"),
     })
+    graphs = _onnx_files(weights, manifest)
+    info["files"] += [str(path) for path, _ in graphs.values()]
+    info["sha256"].update({path.name: digest for path, digest in graphs.values()})
+    info["engine"] = "onnxruntime" if graphs else "torch"
     if weights.is_file():
-        info["size_bytes"] = weights.stat().st_size
+        info["size_bytes"] = weights.stat().st_size + sum(p.stat().st_size for p, _ in graphs.values() if p.is_file())
         info["available"] = file_sha256(weights) == manifest["sha256"]
         if not info["available"]:
             info["error"] = f"{weights} does not match its sha256 (corrupt); {_REINSTALL}"
+        for path, digest in graphs.values():
+            if info["available"] and (not path.is_file() or file_sha256(path) != digest):
+                info["available"] = False
+                info["error"] = f"{path} is missing or does not match its sha256; {_REINSTALL}"
     return info
 
 
-def load_lite(*, weights: str | os.PathLike[str] | None = None) -> LiteSeparator:
+def load_lite(*, weights: str | os.PathLike[str] | None = None, engine: str = "auto") -> LiteSeparator:
     """Load the lite model (default: the package's weights), checking its sha256.
 
     ``weights``: another ``.safetensors`` file with its ``.json`` manifest beside it.
-    Raises ModelUnavailableError when the file or manifest is missing, corrupt or unloadable.
+    ``engine``: ``"onnx"`` (ONNX Runtime for streams and whole files; needs the graphs the manifest
+    registers), ``"torch"``, or ``"auto"``: ONNX Runtime for streams when the manifest registers
+    graphs, PyTorch for whole files (the faster engine for each, see the module doc).
+    Raises ModelUnavailableError when a file or the manifest is missing, corrupt or unloadable.
     """
+    if engine not in ("auto", "onnx", "torch"):
+        raise ValueError(f"engine must be 'auto', 'onnx' or 'torch', got {engine!r}")
     path = Path(weights) if weights is not None else MODEL_DIR / _WEIGHTS
     manifest = _read_manifest(path)
     if not path.is_file():
@@ -125,7 +155,34 @@ def load_lite(*, weights: str | os.PathLike[str] | None = None) -> LiteSeparator
     except Exception as exc:  # noqa: BLE001  (any mismatch between file and config: unusable)
         raise ModelUnavailableError(f"lite model weights {path} could not be loaded ({exc}); {_REINSTALL}") from None
     net.eval()
-    return LiteSeparator(net, manifest)
+    stream_engine = _load_engine(path, manifest, net, engine)
+    return LiteSeparator(net, manifest, stream_engine, offline_engine=stream_engine if engine == "onnx" else None)
+
+
+def _load_engine(weights: Path, manifest: dict[str, Any], net: Any, engine: str) -> Any:
+    """The ONNX Runtime engine for ``net`` (None: PyTorch), its graphs checked against the manifest."""
+    graphs = _onnx_files(weights, manifest)
+    if engine == "torch" or (engine == "auto" and not graphs):
+        return None
+    from .lite_onnx import GRAPHS, OnnxEngine
+
+    if set(graphs) != set(GRAPHS):
+        raise ModelUnavailableError(f"lite model manifest {_manifest_path(weights)} registers no ONNX graphs "
+                                    f"{', '.join(GRAPHS)} (export them with training/export.py), or use engine 'torch'")
+    data = {}
+    for name, (path, digest) in graphs.items():
+        try:
+            data[name] = path.read_bytes()
+        except OSError:
+            raise ModelUnavailableError(f"lite model graph {path} is missing; {_REINSTALL}") from None
+        if hashlib.sha256(data[name]).hexdigest() != digest:
+            raise ModelUnavailableError(f"lite model graph {path} does not match its sha256 (corrupt or replaced); "
+                                        f"{_REINSTALL}")
+    try:
+        return OnnxEngine(net, data)
+    except Exception as exc:  # noqa: BLE001  (onnxruntime rejects the graph: unusable)
+        raise ModelUnavailableError(f"lite model graphs beside {weights} could not be loaded by onnxruntime ({exc}); "
+                                    f"{_REINSTALL}") from None
 
 
 class LiteStreamer:
@@ -136,7 +193,7 @@ class LiteStreamer:
     plus the block length.  ``flush()`` returns the rest, so total output length equals total input.
     """
 
-    def __init__(self, sep: LiteSeparator, channels: int = 2, level: float | None = None) -> None:
+    def __init__(self, sep: LiteSeparator, channels: int = 2, level: float | None = None, *, engine: Any = None) -> None:
         from .lite_net import LiteStream
 
         if channels not in (1, 2):
@@ -145,7 +202,7 @@ class LiteStreamer:
         self.stems = sep.stems
         self.sr = sep.sr
         self.latency = sep.latency
-        self._stream = LiteStream(sep.net, level)
+        self._stream = LiteStream(sep.net, level, engine)
 
     def _prep(self, block: np.ndarray) -> Any:
         import torch
@@ -242,9 +299,13 @@ class LiteSeparator(Separator):
 
     name = "lite"
 
-    def __init__(self, net: Any, manifest: dict[str, Any]) -> None:
+    def __init__(self, net: Any, manifest: dict[str, Any], engine: Any = None, *, offline_engine: Any = None) -> None:
         self.net = net
         self.manifest = manifest
+        #: computes the network's steps on a stream (:meth:`stream`): an ``OnnxEngine``, or None for PyTorch
+        self.engine = engine
+        #: the same for whole files (:meth:`separate`)
+        self.offline_engine = offline_engine
         self.stems = tuple(net.config["stems"])
         self.sr = int(net.config["sr"])
 
@@ -258,7 +319,7 @@ class LiteSeparator(Separator):
 
         ``level``: the input's level (:meth:`input_level`) when it is known in advance, as for a
         whole file; a live stream leaves it out and the model measures the level as it listens."""
-        return LiteStreamer(self, channels, level)
+        return LiteStreamer(self, channels, level, engine=self.engine)
 
     def input_level(self, samples: np.ndarray) -> float | None:
         """The level the model normalises ``(channels, n)`` samples at the model rate by (mean
@@ -294,7 +355,7 @@ class LiteSeparator(Separator):
             from ..audio import resample
 
             work = resample(work, self.sr)
-        streamer = self.stream(channels, self.input_level(work.samples))
+        streamer = LiteStreamer(self, channels, self.input_level(work.samples), engine=self.offline_engine)
         n = work.n_samples
         # written in place, chunk by chunk: each stem is then a contiguous view (no second copy of
         # all four stems, about 850 MB for a 10-minute stereo file)

@@ -202,10 +202,15 @@ class LiteNet(nn.Module):
         """``(batch, channels, frames, bins)`` complex -> un-normalised input features
         ``(batch, frames, in_channels * bins)``: compressed magnitudes, channel-major; ``gains``
         ``(batch, frames)`` (:meth:`feature_gains`) scale them (input level normalisation)."""
+        return self.features_ri(torch.view_as_real(spec), gains)
+
+    def features_ri(self, spec_ri: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`features` of the real view ``(batch, channels, frames, bins, 2)`` of the STFT
+        (no complex tensors: the form the ONNX export takes)."""
         if self.side:
-            spec = torch.cat([spec, spec[:, :1] - spec[:, 1:2]], dim=1)
+            spec_ri = torch.cat([spec_ri, spec_ri[:, :1] - spec_ri[:, 1:2]], dim=1)
         # (re^2 + im^2)^(p/2): complex abs() is slow on CPU
-        mag = (torch.view_as_real(spec).square().sum(-1) + 1e-12) ** (self.power / 2)
+        mag = (spec_ri.square().sum(-1) + 1e-12) ** (self.power / 2)
         b, c, t, f = mag.shape
         feat = mag.permute(0, 2, 1, 3).reshape(b, t, c * f)
         return feat if gains is None else feat * gains[..., :t, None]
@@ -264,7 +269,11 @@ class LiteNet(nn.Module):
     def encode(self, spec: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, channels, frames, bins)`` complex -> ``(batch, frames, hidden)``; ``gains``
         ``(batch, frames)`` scale the features (input level normalisation)."""
-        feat = (self.features(spec, gains) - self.in_mean) * self.in_scale
+        return self.encode_ri(torch.view_as_real(spec), gains)
+
+    def encode_ri(self, spec_ri: torch.Tensor, gains: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`encode` of the real view ``(batch, channels, frames, bins, 2)`` of the STFT."""
+        feat = (self.features_ri(spec_ri, gains) - self.in_mean) * self.in_scale
         b, t = feat.shape[:2]
         c, f = self.in_channels, self.n_bins
         if self.arch == "dense":
@@ -433,6 +442,29 @@ class LiteNet(nn.Module):
         return self.istft(y, x.shape[-1])
 
 
+class TorchEngine:
+    """The three stateless steps :class:`LiteStream` runs per block, in PyTorch.
+
+    ``stemscribe.separate.lite_onnx.OnnxEngine`` has the same methods on ONNX Runtime; the
+    stream keeps all state, so an engine only computes."""
+
+    def __init__(self, net: LiteNet) -> None:
+        self.net = net
+
+    def encode(self, spec: torch.Tensor, gains: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`LiteNet.encode`."""
+        return self.net.encode(spec, gains)
+
+    def recur(self, ebuf: torch.Tensor, hidden: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temporal convolution over ``ebuf`` ``(1, frames, hidden)``, then the GRU from state
+        ``hidden`` (None: zeros) -> (output ``(1, frames - kernel + 1, gru_hidden)``, new state)."""
+        return self.net.gru(self.net.temporal(ebuf), hidden)
+
+    def masks(self, g: torch.Tensor, e: torch.Tensor, ctx_term: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`LiteNet.masks`."""
+        return self.net.masks(g, e, ctx_term)
+
+
 class LiteStream:
     """Block-by-block separation with :class:`LiteNet`; output equals ``LiteNet.forward``.
 
@@ -445,10 +477,14 @@ class LiteStream:
     A model that normalises the input level starts with an empty level window (the level of what
     it has heard so far), or with ``level`` (a mean square, e.g. ``net.input_level`` of the whole
     input) the way the offline path starts; with it, the output equals ``LiteNet.forward`` exactly.
+
+    ``engine`` computes the network's steps (default :class:`TorchEngine`; an ONNX Runtime engine
+    gives the same output to float rounding, faster on a live stream's small blocks).
     """
 
-    def __init__(self, net: LiteNet, level: float | None = None) -> None:
+    def __init__(self, net: LiteNet, level: float | None = None, engine: Any = None) -> None:
         self.net = net
+        self.engine = TorchEngine(net) if engine is None else engine
         self._level = _LevelWindow(net, level) if net.level else None
         n, hop = net.n_fft, net.hop
         c = net.channels
@@ -491,7 +527,7 @@ class LiteStream:
             powers = net.hop_powers(self._inbuf[None, :, n - hop : n - hop + m * hop])
             gains = self._level.gains(powers[0])
         self._inbuf = self._inbuf[:, m * hop :]
-        e = net.encode(spec, gains)
+        e = self.engine.encode(spec, gains)
         if self._ebuf is None:
             self._ebuf = e.new_zeros(1, net.kernel - 1 - net.lookahead, net.hidden)
             self._skip = e[:, :0]
@@ -505,9 +541,8 @@ class LiteStream:
         k = self._ebuf.shape[1] - (net.kernel - 1)
         if k <= 0:
             return None
-        conv = net.temporal(self._ebuf)
+        g, self._hidden = self.engine.recur(self._ebuf, self._hidden)
         self._ebuf = self._ebuf[:, self._ebuf.shape[1] - (net.kernel - 1) :]
-        g, self._hidden = net.gru(conv, self._hidden)
         ctx_term = None
         if net.refine_context:  # computed here: it needs no GRU output, and evens out the halves
             new = net.context_layout(net.full_context(self._skip[:, : k + net.lookahead]))
@@ -529,7 +564,7 @@ class LiteStream:
         g, skip, ctx_term, spec, n_in = work
         n, hop = net.n_fft, net.hop
         k = g.shape[1]
-        masks = net.masks(g, skip, ctx_term)[0]
+        masks = self.engine.masks(g, skip, ctx_term)[0]
         y = masks * spec.unsqueeze(0)
         self.last_masks = masks
         out = net.synth(y)
@@ -601,4 +636,4 @@ def sdr(ref: torch.Tensor, est: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     return 10 * torch.log10((num + eps) / (den + eps))
 
 
-__all__ = ["DEFAULT_CONFIG", "LiteNet", "LiteStream", "count_parameters", "sdr"]
+__all__ = ["DEFAULT_CONFIG", "LiteNet", "LiteStream", "TorchEngine", "count_parameters", "sdr"]
