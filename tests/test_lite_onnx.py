@@ -115,6 +115,17 @@ def test_missing_or_corrupt_graphs_raise_model_unavailable(tmp_path):
     with pytest.raises(ModelUnavailableError, match="sha256"):
         load_lite(weights=weights)
     assert load_lite(weights=weights, engine="torch").engine is None  # PyTorch does not read the graphs
+    # bytes that match their sha256 but are no graph: the sessions are made on first use, and fail typed
+    import hashlib
+
+    manifest = json.loads((tmp_path / "lite.json").read_text())
+    graph.write_bytes(b"not an onnx graph")
+    manifest["onnx"]["masks"]["sha256"] = hashlib.sha256(b"not an onnx graph").hexdigest()
+    (tmp_path / "lite.json").write_text(json.dumps(manifest))
+    lazy = load_lite(weights=weights)
+    assert lazy.engine_name == "onnxruntime"
+    with pytest.raises(ModelUnavailableError, match="onnxruntime"):
+        lazy.stream()
     graph.unlink()
     with pytest.raises(ModelUnavailableError, match="missing"):
         load_lite(weights=weights)

@@ -462,7 +462,7 @@ def run_live(
     report = {
         "input": input_name,
         "model": {"name": separator.name, "version": getattr(separator, "manifest", {}).get("version"),
-                  "engine": "torch" if getattr(separator, "engine", None) is None else "onnxruntime"},
+                  "engine": getattr(separator, "engine_name", "torch")},
         "sr": SR,
         "channels": channels,
         "duration_s": round(seconds, 3),

@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -159,12 +160,36 @@ def load_lite(*, weights: str | os.PathLike[str] | None = None, engine: str = "a
     return LiteSeparator(net, manifest, stream_engine, offline_engine=stream_engine if engine == "onnx" else None)
 
 
-def _load_engine(weights: Path, manifest: dict[str, Any], net: Any, engine: str) -> Any:
-    """The ONNX Runtime engine for ``net`` (None: PyTorch), its graphs checked against the manifest."""
+class _LazyEngine:
+    """An ONNX Runtime engine made on first use: a split never streams, so it never pays for the
+    sessions (0.1 s and their memory)."""
+
+    def __init__(self, net: Any, graphs: dict[str, bytes], weights: Path) -> None:
+        self._args = (net, graphs)
+        self._weights = weights
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._engine is None:
+                from .lite_onnx import OnnxEngine
+
+                try:
+                    self._engine = OnnxEngine(*self._args)
+                except Exception as exc:  # noqa: BLE001  (onnxruntime rejects the graph: unusable)
+                    raise ModelUnavailableError(f"lite model graphs beside {self._weights} could not be loaded by "
+                                                f"onnxruntime ({exc}); {_REINSTALL}") from None
+            return self._engine
+
+
+def _load_engine(weights: Path, manifest: dict[str, Any], net: Any, engine: str) -> _LazyEngine | None:
+    """The ONNX Runtime engine for ``net``, made on first use (None: PyTorch), its graphs checked
+    against the manifest now."""
     graphs = _onnx_files(weights, manifest)
     if engine == "torch" or (engine == "auto" and not graphs):
         return None
-    from .lite_onnx import GRAPHS, OnnxEngine
+    from .lite_onnx import GRAPHS
 
     if set(graphs) != set(GRAPHS):
         raise ModelUnavailableError(f"lite model manifest {_manifest_path(weights)} registers no ONNX graphs "
@@ -178,11 +203,7 @@ def _load_engine(weights: Path, manifest: dict[str, Any], net: Any, engine: str)
         if hashlib.sha256(data[name]).hexdigest() != digest:
             raise ModelUnavailableError(f"lite model graph {path} does not match its sha256 (corrupt or replaced); "
                                         f"{_REINSTALL}")
-    try:
-        return OnnxEngine(net, data)
-    except Exception as exc:  # noqa: BLE001  (onnxruntime rejects the graph: unusable)
-        raise ModelUnavailableError(f"lite model graphs beside {weights} could not be loaded by onnxruntime ({exc}); "
-                                    f"{_REINSTALL}") from None
+    return _LazyEngine(net, data, weights)
 
 
 class LiteStreamer:
@@ -302,10 +323,25 @@ class LiteSeparator(Separator):
     def __init__(self, net: Any, manifest: dict[str, Any], engine: Any = None, *, offline_engine: Any = None) -> None:
         self.net = net
         self.manifest = manifest
-        #: computes the network's steps on a stream (:meth:`stream`): an ``OnnxEngine``, or None for PyTorch
-        self.engine = engine
-        #: the same for whole files (:meth:`separate`)
-        self.offline_engine = offline_engine
+        self._engine = engine
+        self._offline_engine = offline_engine
+
+    @property
+    def engine(self) -> Any:
+        """What computes the network's steps on a stream (:meth:`stream`): an ``OnnxEngine``, or
+        None for PyTorch."""
+        return self._engine.get() if isinstance(self._engine, _LazyEngine) else self._engine
+
+    @property
+    def engine_name(self) -> str:
+        """``"onnxruntime"`` or ``"torch"``: the stream engine, without making it."""
+        return "torch" if self._engine is None else "onnxruntime"
+
+    @property
+    def offline_engine(self) -> Any:
+        """The same for whole files (:meth:`separate`)."""
+        eng = self._offline_engine
+        return eng.get() if isinstance(eng, _LazyEngine) else eng
         self.stems = tuple(net.config["stems"])
         self.sr = int(net.config["sr"])
 
