@@ -10,7 +10,7 @@ two give the same samples (to float rounding).
 The network's steps run on ONNX Runtime when the package has their graphs (``lite.encode.onnx``,
 ``lite.recur.onnx``, ``lite.masks.onnx``, exported from the same weights and registered in the
 manifest; :mod:`stemscribe.separate.lite_onnx`) and a stream's blocks are small: 30 ms live blocks
-took 0.158 x real time instead of 0.251 on PyTorch (``python benchmarks/live_speed.py``, idle Xeon).
+took 0.152 x real time instead of 0.247 on PyTorch (``python benchmarks/live_speed.py``, idle Xeon).
 A whole file goes through in 2 s chunks, where PyTorch is as fast or faster (0.050-0.054 against
 0.057 in the two-thread pipeline, 3-minute file), so ``separate`` keeps PyTorch unless asked for
 ``engine="onnx"``.  The engines give the same samples to float rounding (8e-6 at most).
@@ -323,6 +323,8 @@ class LiteSeparator(Separator):
     def __init__(self, net: Any, manifest: dict[str, Any], engine: Any = None, *, offline_engine: Any = None) -> None:
         self.net = net
         self.manifest = manifest
+        self.stems = tuple(net.config["stems"])
+        self.sr = int(net.config["sr"])
         self._engine = engine
         self._offline_engine = offline_engine
 
@@ -342,8 +344,6 @@ class LiteSeparator(Separator):
         """The same for whole files (:meth:`separate`)."""
         eng = self._offline_engine
         return eng.get() if isinstance(eng, _LazyEngine) else eng
-        self.stems = tuple(net.config["stems"])
-        self.sr = int(net.config["sr"])
 
     @property
     def latency(self) -> int:
