@@ -138,3 +138,12 @@ def test_missing_or_corrupt_graphs_raise_model_unavailable(tmp_path):
         load_lite(weights=weights, engine="onnx")
     with pytest.raises(ValueError, match="engine"):
         load_lite(weights=weights, engine="tensorflow")
+
+
+def test_separator_takes_stems_and_rate_from_its_network():
+    from stemscribe.separate.lite import LiteSeparator
+    from stemscribe.separate.lite_net import LiteNet
+
+    sep = LiteSeparator(LiteNet({"hidden": 8, "stems": ["voice", "band"], "sr": 22050}), {})
+    assert sep.stems == ("voice", "band") and sep.sr == 22050
+    assert sep.engine is None and sep.offline_engine is None and sep.engine_name == "torch"
