@@ -236,18 +236,20 @@ def test_models_listing_reports_lite_available():
     assert set(info.sha256) == set(info.files)
 
 
-def _streamed(net, x, rng):
-    """``x`` ``(channels, n)`` pushed through a LiteStream in random block sizes, then flushed."""
+def _streamed(net, x, rng, engine=None, level=None):
+    """``x`` ``(channels, n)`` pushed through a LiteStream (on ``engine``, told ``level``) in random
+    block sizes, then flushed."""
     import torch
 
     from stemscribe.separate.lite_net import LiteStream
 
-    stream, parts, pos = LiteStream(net), [], 0
-    while pos < x.shape[-1]:
-        n = int(rng.integers(1, 3000))
-        parts.append(stream.push(x[:, pos : pos + n]))
-        pos += n
-    parts.append(stream.flush())
+    stream, parts, pos = LiteStream(net, level, engine), [], 0
+    with torch.inference_mode():
+        while pos < x.shape[-1]:
+            n = int(rng.integers(1, 3000))
+            parts.append(stream.push(x[:, pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
     return torch.cat(parts, dim=-1)
 
 

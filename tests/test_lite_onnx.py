@@ -9,36 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
+from test_lite import _streamed
+from test_live import _signal
+
 from stemscribe.errors import ModelUnavailableError
 from stemscribe.types import Audio
 
 SR = 44100
-
-
-def _streamed(net, x, rng, engine, level=None):
-    """``x`` ``(channels, n)`` through a LiteStream on ``engine`` in random block sizes, flushed."""
-    import torch
-
-    from stemscribe.separate.lite_net import LiteStream
-
-    stream, parts, pos = LiteStream(net, level, engine), [], 0
-    with torch.inference_mode():
-        while pos < x.shape[-1]:
-            n = int(rng.integers(1, 3000))
-            parts.append(stream.push(x[:, pos : pos + n]))
-            pos += n
-        parts.append(stream.flush())
-    return torch.cat(parts, dim=-1)
-
-
-def _mix(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)))
-    clicks = np.zeros_like(t)
-    clicks[:: SR // 4] = 1.0
-    clicks = np.convolve(clicks, rng.standard_normal(800) * np.exp(-np.arange(800) / 100), mode="same") * 0.3
-    return np.stack([tone + clicks, 0.8 * tone + clicks]).astype(np.float32)
 
 
 def test_package_runs_on_onnxruntime_with_the_torch_output():
@@ -53,7 +30,7 @@ def test_package_runs_on_onnxruntime_with_the_torch_output():
     assert isinstance(auto.engine, OnnxEngine) and auto.offline_engine is None
     assert isinstance(onnx.engine, OnnxEngine) and onnx.offline_engine is onnx.engine
     assert torch_.engine is None and torch_.offline_engine is None
-    mix = _mix(3.0, 0)
+    mix = _signal(3.0, 0)
     a, b = onnx.separate(Audio(mix, SR)), torch_.separate(Audio(mix, SR))
     for stem in a:
         # the graphs hold the very float16 weights: the stems differ by float rounding only
