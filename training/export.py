@@ -99,6 +99,10 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None, lev
 def add_onnx(weights: Path) -> dict:
     """Export the ONNX graphs of the float16 ``weights`` beside them and register them (file, sha256)
     in the manifest; returns the manifest's ``onnx`` entry."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise ImportError("exporting the ONNX graphs needs the onnx package: pip install onnx (or pip install '.[test]')")
     sys.path.insert(0, str(ROOT.parent / "src"))
     from stemscribe.separate.lite import load_lite
     from stemscribe.separate.lite_onnx import export_onnx
@@ -122,7 +126,7 @@ def add_onnx(weights: Path) -> dict:
     return entry
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, nargs="?")
     p.add_argument("--onnx-only", type=Path, metavar="WEIGHTS",
@@ -133,15 +137,23 @@ def main() -> None:
                    help="ship the input level normalisation (LEVEL_DEFAULTS in lite_net.py) with a checkpoint trained without it")
     args = p.parse_args()
     if args.onnx_only is not None:
-        print(json.dumps(add_onnx(args.onnx_only), indent=1))
-        return
+        try:
+            print(json.dumps(add_onnx(args.onnx_only), indent=1))
+        except ImportError as exc:
+            p.error(str(exc))
+        return 0
     if args.checkpoint is None:
         p.error("give a checkpoint (or --onnx-only WEIGHTS)")
     if args.temperature is not None and not 0.25 <= args.temperature <= 4:
         p.error(f"--temperature {args.temperature}: expected a value between 0.25 and 4 (1 = as trained)")
     weights = export(args.checkpoint, args.out, args.temperature, args.level)
-    add_onnx(weights)
+    try:
+        add_onnx(weights)
+    except ImportError as exc:  # the weights are usable without the graphs (on PyTorch)
+        print(f"export: {exc}; {weights} will run on PyTorch only", file=sys.stderr)
+        return 1
     print(weights)
+    return 0
 
 
 if __name__ == "__main__":
