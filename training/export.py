@@ -90,10 +90,16 @@ def export(ckpt_path: Path, out_dir: Path, temperature: float | None = None, lev
     }
     tmp.chmod(0o644)
     os.replace(tmp, weights)
-    mtmp = out_dir / "lite.json.tmp"
-    mtmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(mtmp, out_dir / "lite.json")
+    _publish(out_dir / "lite.json", (json.dumps(manifest, indent=1) + "\n").encode())
     return weights
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling, so ``path`` is never half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
 
 
 def add_onnx(weights: Path) -> dict:
@@ -112,17 +118,12 @@ def add_onnx(weights: Path) -> dict:
     entry = {}
     for name, data in graphs.items():
         path = weights.parent / f"{weights.stem}.{name}.onnx"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        os.replace(tmp, path)
+        _publish(path, data)
         entry[name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     mpath = weights.with_suffix(".json")
     manifest = json.loads(mpath.read_text())
     manifest["onnx"] = entry
-    mtmp = mpath.with_name(mpath.name + ".tmp")
-    mtmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(mtmp, mpath)
+    _publish(mpath, (json.dumps(manifest, indent=1) + "\n").encode())
     return entry
 
 
