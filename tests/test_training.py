@@ -52,7 +52,15 @@ def test_checkpoints_without_history_give_none(average):
 
 @pytest.fixture(scope="module")
 def train():
-    return _training_module("train")
+    """``training/train.py``, with torch on one thread as training runs (``--threads 1``): on two
+    threads a convolution's partial sums may be split differently from one process to the next, so
+    comparing two networks' outputs to 1e-6 failed in about one run of eight (4.9e-6 apart)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield _training_module("train")
+    torch.set_num_threads(old)
 
 
 def test_widening_the_refinement_keeps_what_the_model_computes_and_trains_the_new_channels(train):
