@@ -252,12 +252,18 @@ def test_match_onsets_is_a_maximum_matching_like_mir_eval():
 
 def test_a_note_grazing_a_bar_line_does_not_belong_to_the_bar_before():
     from stemscribe.report import _in_bar
-    from stemscribe.types import Note
+
+    def in_bar(start: float, end: float, bar: tuple[float, float]) -> bool:
+        (inside,) = _in_bar(np.array([start]), np.array([end]), *bar)
+        return bool(inside)
 
     # bar [2.4, 4.8): a sung note that starts 40 ms before its end belongs to the next bar only
-    assert not _in_bar(Note(60, 4.76, 5.6, 90), 2.4, 4.8)
-    assert _in_bar(Note(60, 4.76, 5.6, 90), 4.8, 7.2)
+    assert not in_bar(4.76, 5.6, (2.4, 4.8))
+    assert in_bar(4.76, 5.6, (4.8, 7.2))
     # a note that holds over the bar line for long enough counts in both; a short one inside counts
-    assert _in_bar(Note(60, 4.5, 5.6, 90), 2.4, 4.8) and _in_bar(Note(60, 4.5, 5.6, 90), 4.8, 7.2)
-    assert _in_bar(Note(60, 3.0, 3.06, 90), 2.4, 4.8)
-    assert not _in_bar(Note(60, 1.0, 2.0, 90), 2.4, 4.8)
+    assert in_bar(4.5, 5.6, (2.4, 4.8)) and in_bar(4.5, 5.6, (4.8, 7.2))
+    assert in_bar(3.0, 3.06, (2.4, 4.8))
+    assert not in_bar(1.0, 2.0, (2.4, 4.8))
+    # many notes at once: one answer per note
+    got = _in_bar(np.array([4.76, 4.5, 3.0, 1.0]), np.array([5.6, 5.6, 3.06, 2.0]), 2.4, 4.8)
+    assert got.tolist() == [False, True, True, False]
