@@ -143,9 +143,9 @@ def _k_weighted_chunks(y: np.ndarray, sr: int) -> Iterator[np.ndarray]:
     try:
         graph = _biquad_graph(sr, sos)
     except (av.error.FFmpegError, ValueError):
-        from scipy.signal import sosfilt, sosfilt_zi
+        from scipy.signal import sosfilt
 
-        zi = sosfilt_zi(sos) * 0.0
+        zi = np.zeros((len(sos), 2))
         for start in range(0, y.size, sr):
             out, zi = sosfilt(sos, y[start : start + sr], zi=zi)
             yield out.astype(np.float32)
