@@ -360,3 +360,52 @@ def test_rendered_stems_can_be_brought_to_one_rms_level(tmp_path):
     plain = [float(np.sqrt(np.mean(train.make_batch(clips, rng, 1, length, rendered, 1.0)[0][0] ** 2))) for _ in range(20)]
     assert np.median(20 * np.log10(np.maximum(plain, 1e-9) / target)) < np.median(levels[0]) - 10
     assert rendered.rms(0, 3) == 0.0
+
+
+def test_a_train_only_pack_unpacks_and_trains_without_held_out_clips(train, tmp_path, monkeypatch):
+    """The lent-GPU path (training/device_run.sh): pack the training clips alone, unpack them where
+    there is no PyAV, train, checkpoint and split the checkpoint with no held-out clips to score."""
+    import json
+
+    import numpy as np
+    import torch
+
+    pack = _training_module("pack")
+    rng = np.random.default_rng(0)
+    cache, packed, unpacked = tmp_path / "musdb", tmp_path / "pack", tmp_path / "unpacked"
+    cache.mkdir()
+    clips = []
+    for i, split in enumerate(("train", "train", "valid")):
+        t = np.arange(44100) / 44100
+        f0 = rng.uniform(80, 800, size=(4, 2, 1))  # tones: what a perceptual codec keeps well
+        stems = (0.1 * np.sin(2 * np.pi * f0 * t) + 0.05 * np.sin(2 * np.pi * 2.5 * f0 * t)).astype(np.float32)
+        np.save(cache / f"{i:03d}.npy", np.concatenate([stems.sum(0, keepdims=True), stems]))
+        clips.append({"name": f"clip {i}", "file": f"{i:03d}.npy", "split": split})
+    (cache / "index.json").write_text(json.dumps({"sr": 44100, "streams": ["mixture", "drums", "bass", "other", "vocals"],
+                                                  "clips": clips}))
+    monkeypatch.setattr(pack, "CACHE", cache)
+    monkeypatch.setattr(pack, "PACK", packed)
+    pack.pack(train_only=True)
+    assert sorted(p.name for p in packed.glob("*.ogg")) == [f"{i:03d}_{s}.ogg" for i in (0, 1) for s in (1, 2, 3, 4)]
+    monkeypatch.setattr(pack, "CACHE", unpacked)
+    pack.unpack()
+    index = json.loads((unpacked / "index.json").read_text())
+    assert [c["split"] for c in index["clips"]] == ["train", "train"]
+    back = np.load(unpacked / "000.npy")
+    want = np.load(cache / "000.npy")
+    n = min(back.shape[-1], want.shape[-1])
+    assert back.shape[:2] == (5, 2) and abs(back.shape[-1] - 44100) < 2048
+    assert np.allclose(back[0], back[1:].sum(0), atol=1e-6)  # the mixture is rebuilt from the stems
+    snr = 10 * np.log10(np.sum(want[1:, :, :n] ** 2) / np.sum((want[1:, :, :n] - back[1:, :, :n]) ** 2))
+    assert snr > 20  # lossy (Vorbis), but the same signals
+
+    ckpt = tmp_path / "ck"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--ckpt-dir", str(ckpt), "--cache", str(unpacked), "--arch", "crn",
+                                      "--batch", "1", "--seconds", "0.5", "--max-minutes", "0.001", "--keep-all",
+                                      "--devset", str(tmp_path / "no-devset"), "--split-out", str(tmp_path / "split")])
+    train.main()
+    last = torch.load(ckpt / "last.pt", map_location="cpu", weights_only=False)
+    assert last["step"] >= 1 and "avg" not in last["scores"]  # trained, and nothing was scored
+    assert not (ckpt / "best.pt").exists()
+    assert len(list((ckpt / "steps").glob("step*.pt"))) == 1
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == ["adam1.pt", "adam2.pt", "net.pt"]

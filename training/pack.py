@@ -1,8 +1,10 @@
 """Pack the decoded cache as Ogg Vorbis files (``training/cache/pack/``, ~48 MB) to carry it to a
 machine without PyAV (a lent GPU), and unpack it there into ``training/cache/`` with soundfile.
 
-    python training/pack.py pack      # here: cache/musdb/*.npy -> cache/pack/*.ogg + index.json
-    python training/pack.py unpack    # there: pack -> cache/musdb/*.npy (lossy: Vorbis q~0.5)
+    python training/pack.py pack                # here: cache/musdb/*.npy -> cache/pack/*.ogg + index.json
+    python training/pack.py pack --train-only   # the 79 training clips alone (39 MB: the repository
+                                                # and the pack must travel in 64 MiB; scores come back here)
+    python training/pack.py unpack              # there: pack -> cache/musdb/*.npy (lossy: Vorbis q~0.5)
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ CACHE = ROOT / "cache" / "musdb"
 PACK = ROOT / "cache" / "pack"
 
 
-def pack() -> None:
+def pack(train_only: bool = False) -> None:
     import soundfile as sf
 
-    PACK.mkdir(exist_ok=True)
+    if PACK.exists():
+        shutil.rmtree(PACK)
+    PACK.mkdir()
     index = json.loads((CACHE / "index.json").read_text())
+    if train_only:
+        index["clips"] = [c for c in index["clips"] if c["split"] != "valid"]
     for clip in index["clips"]:
         arr = np.load(CACHE / clip["file"])
         streams = range(5) if clip["split"] == "valid" else range(1, 5)
         for s in streams:
             sf.write(PACK / f"{clip['file'][:-4]}_{s}.ogg", arr[s].T, 44100, format="OGG", subtype="VORBIS",
                      compression_level=0.45)
-    shutil.copy(CACHE / "index.json", PACK / "index.json")
+    (PACK / "index.json").write_text(json.dumps(index, indent=1))
 
 
 def unpack() -> None:
@@ -55,4 +61,9 @@ def unpack() -> None:
 
 
 if __name__ == "__main__":
-    {"pack": pack, "unpack": unpack}[sys.argv[1]]()
+    if sys.argv[1:2] == ["pack"]:
+        pack(train_only="--train-only" in sys.argv[2:])
+    elif sys.argv[1:2] == ["unpack"]:
+        unpack()
+    else:
+        sys.exit("usage: python training/pack.py pack [--train-only] | unpack")

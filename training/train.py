@@ -701,14 +701,14 @@ def main() -> None:
             run_loss, n_loss = 0.0, 0
         done = args.max_minutes and time.time() - t_start > args.max_minutes * 60
         if time.time() - t_ckpt > args.ckpt_every or done:
-            scores = validate(net, valid)
+            scores = validate(net, valid) if len(valid) else {}  # none held out (a packed train-only cache)
             if devset:
                 scores["devset"] = validate(net, devset)
             scores.update({"step": step, "hours": seconds / 3600, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             with open(args.ckpt_dir / "valid.jsonl", "a") as f:
                 f.write(json.dumps(scores) + "\n")
             print("valid", json.dumps(scores), flush=True)
-            improved = scores["avg"] > best
+            improved = "avg" in scores and scores["avg"] > best
             if improved:
                 best = scores["avg"]
             sd = {k: v.cpu() for k, v in net.state_dict().items()}
