@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
         parse_grid(args.quantize)
     failed = 0
+    codes: set[int] = set()  # the failed inputs' exit codes (errors.py)
     notice_shown = False
     for path, name in zip(args.inputs, output_names(args.inputs)):
         bars = StageBars(prefix=f"{path[-16:]}: " if len(args.inputs) > 1 else "", enabled=None if not args.quiet else False)
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print(f"stemscribe: error: {path}: {exc}", file=sys.stderr)
             failed += 1
+            codes.add(exc.exit_code)
             continue
         bars.close()
         if result.notice and not notice_shown:
@@ -68,5 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         if len(args.inputs) > 1:
             print(f"stemscribe: {failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
-        return 1
+        # the error's own code (2 bad input, 3 model, 4 output...), as every other command exits,
+        # when the failures agree; 1 when they differ
+        return codes.pop() if len(codes) == 1 else 1
     return 0
