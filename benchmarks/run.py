@@ -711,7 +711,13 @@ def write_docs() -> str:
                      f"({v['bleed']['source']}) | {f(m.get('score'), 2)} | {len(m.get('flagged_bars', []))} of {m.get('n_bars', '–')} |")
         L.append("")
     L += _targets(speed, tr, bp)
-    L += ["## Reproduce", "", "```", "source /work/venv/bin/activate", "python benchmarks/run.py                       # all steps (about 10 minutes on an idle 2-core machine)",
+    L += ["## Reproduce", "",
+          "On a fresh machine the rendered set (`transcription_rendered`, `midi_grid`) needs Debian's fluidsynth and the "
+          "three General MIDI soundfonts the generator draws from (`apt-get install fluidsynth fluid-soundfont-gm "
+          "musescore-general-soundfont csound-soundfont`; with fewer installed it renders other songs) and POP909 "
+          "extracted beside the repository (`mkdir -p ../pop909 && tar -xJf ../shared/data/pop909.tar.xz -C ../pop909`); "
+          "the `basic_pitch` step makes its own virtual environment from PyPI. Without fluidsynth the rendered set is skipped.", "",
+          "```", "source /work/venv/bin/activate", "python benchmarks/run.py                       # all steps (about 12 minutes on an idle 2-core machine)",
           "python benchmarks/run.py --steps docs            # rewrite this file from benchmarks/results/",
           "/tmp/musevalvenv/bin/python benchmarks/crosscheck_museval.py ../shared/data/devset", "```", ""]
     prov = [(step, load(f"provenance_{step}")) for step in STEPS if step not in ("docs", "inputs")]
