@@ -214,3 +214,25 @@ def test_transcribe_auto_recognises_each_devset_stem(devset, stem):
     from stemscribe.pipeline import _guess_stem
 
     assert _guess_stem(load(devset / "dev00" / f"{stem}.flac")) == stem
+
+
+def test_nan_samples_are_repaired_and_the_user_is_told(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    x = (0.1 * rng.standard_normal((SR * 2, 2))).astype(np.float32)
+    x[1000:1250, 0] = np.nan
+    x[5000, 1] = np.inf
+    src = tmp_path / "broken.wav"
+    sf.write(src, x, SR, subtype="FLOAT")
+    code, out, err = _run(["split", str(src), "--out", str(tmp_path / "o"), "--model", "lite", "-q"], capsys)
+    assert code == 0, err
+    assert "note: " in err and "251 of 176400 samples were NaN or infinite" in err, err
+    report = json.loads((tmp_path / "o" / "broken" / "report.json").read_text())
+    assert report["input_notes"] == ["251 of 176400 samples were NaN or infinite: NaN set to 0, infinity to full scale"]
+    for stem in ("drums", "bass", "other", "vocals"):
+        y, _ = sf.read(tmp_path / "o" / "broken" / f"{stem}.wav")
+        assert np.all(np.isfinite(y))
+    # a clean input says nothing
+    sf.write(tmp_path / "clean.wav", np.nan_to_num(x, posinf=0.0), SR, subtype="FLOAT")
+    code, out, err = _run(["split", str(tmp_path / "clean.wav"), "--out", str(tmp_path / "o"), "--model", "lite", "-q"], capsys)
+    assert code == 0 and "note:" not in err, err
+    assert json.loads((tmp_path / "o" / "clean" / "report.json").read_text())["input_notes"] == []

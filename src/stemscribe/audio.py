@@ -33,7 +33,7 @@ from .atomic import atomic_output
 from .errors import BadArgumentError, BadInputError
 from .types import Audio
 
-__all__ = ["AudioInfo", "load", "info", "resample", "to_channels", "write", "WRITE_FORMATS"]
+__all__ = ["AudioInfo", "finite_samples", "load", "info", "resample", "to_channels", "write", "WRITE_FORMATS"]
 
 #: Extensions read with soundfile first (libsndfile); anything else goes to PyAV.
 _SOUNDFILE_EXTS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au", ".snd",
@@ -285,8 +285,20 @@ def _load_av(p: Path, strict: bool, stream: int) -> tuple[np.ndarray, int]:
 # public API
 
 
+def finite_samples(samples: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+    """``samples`` with NaN set to 0 and infinities to full scale (+-1); a sentence saying how many
+    were repaired is appended to ``notes`` (when given). Unchanged (no copy) when all are finite."""
+    finite = np.isfinite(samples)
+    if finite.all():
+        return samples
+    bad = int(samples.size - np.count_nonzero(finite))
+    if notes is not None:
+        notes.append(f"{bad} of {samples.size} samples were NaN or infinite: NaN set to 0, infinity to full scale")
+    return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+
+
 def load(path: str | os.PathLike[str], *, sr: int | None = None, mono: bool = False,
-         strict: bool = True, stream: int = 0) -> Audio:
+         strict: bool = True, stream: int = 0, notes: list[str] | None = None) -> Audio:
     """Decode an audio or video file to :class:`Audio` ``(channels, n)`` float32.
 
     Parameters
@@ -296,6 +308,8 @@ def load(path: str | os.PathLike[str], *, sr: int | None = None, mono: bool = Fa
     mono : average the channels to one.
     strict : reject truncated/corrupt files (default); ``False`` keeps what decodes.
     stream : which audio stream of a multi-stream file (e.g. ``.stem.mp4``: 0 is the mixture).
+    notes : if given, what was repaired in the input is appended here as sentences (samples that
+        were NaN or infinite, set to 0 or full scale), for the caller to tell its user.
 
     Raises
     ------
@@ -313,8 +327,7 @@ def load(path: str | os.PathLike[str], *, sr: int | None = None, mono: bool = Fa
         samples, rate = _load_av(p, strict, stream)
     if samples.shape[1] == 0 or rate <= 0:
         raise BadInputError(f"{p} contains no audio samples (zero length)")
-    if not np.all(np.isfinite(samples)):
-        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    samples = finite_samples(samples, notes)
     audio = Audio(samples, rate)
     if mono:
         audio = to_channels(audio, 1)

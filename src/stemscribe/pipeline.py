@@ -39,6 +39,8 @@ class SplitResult:
     report_path: Path | None = None
     report: dict[str, Any] = field(default_factory=dict)
     notice: str | None = None
+    #: what was repaired in the input (e.g. NaN samples), as sentences; also in the report
+    input_notes: list[str] = field(default_factory=list)
 
 
 def validate_stems(stems: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -313,7 +315,12 @@ def split(
     timer = _Timer()
     report_progress(progress, "load", 0.0)
     with timer("load"):
-        audio = source if isinstance(source, Audio) else audio_io.load(src_path)
+        input_notes: list[str] = []
+        if isinstance(source, Audio):
+            samples = audio_io.finite_samples(source.samples, input_notes)
+            audio = source if samples is source.samples else Audio(samples, source.sr)
+        else:
+            audio = audio_io.load(src_path, notes=input_notes)
     report_progress(progress, "load", 1.0)
 
     with timer("separate"):
@@ -351,10 +358,12 @@ def split(
         quality["stems"] = {s: v for s, v in quality.get("stems", {}).items() if s in wanted}
     report_progress(progress, "report", 1.0)
 
-    result = SplitResult(input=src_path or Path(name), out_dir=out_dir / name, model=model_name, notice=notice)
+    result = SplitResult(input=src_path or Path(name), out_dir=out_dir / name, model=model_name, notice=notice,
+                         input_notes=input_notes)
     report = {
         "stemscribe_version": __version__,
         "input": str(src_path) if src_path else None,
+        "input_notes": input_notes,
         "model": model_name,
         "model_notice": notice,
         "duration_seconds": round(audio.duration, 3),

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             codes.add(exc.exit_code)
             continue
         bars.close()
+        for note in result.input_notes:
+            print(f"stemscribe: note: {path}: {note}", file=sys.stderr)
         if result.notice and not notice_shown:
             print(f"stemscribe: {result.notice}", file=sys.stderr)
             notice_shown = True
