@@ -161,8 +161,14 @@ def test_cli_live_file_and_errors(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["bass.wav", "drums.wav", "instrumental.wav", "other.wav", "report.json", "vocals.wav"]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["latency_ms"]["measured_max"] <= 100
+    assert report["latency_ms"]["measured_max"] <= 100 and report["input_notes"] == []
     assert "latency" in capsys.readouterr().out
+    broken = x.T.copy()
+    broken[100:110, 0] = np.nan
+    sf.write(tmp_path / "broken.wav", broken, SR, subtype="FLOAT")
+    assert main(["live", str(tmp_path / "broken.wav"), "--out", str(tmp_path / "n"), "-q"]) == 0
+    assert "note: " in capsys.readouterr().err  # the user is told NaN samples were set to 0
+    assert json.loads((tmp_path / "n" / "report.json").read_text())["input_notes"][0].startswith("10 of ")
     assert main(["live", str(src), "--out", str(tmp_path / "p"), "--block-ms", "0"]) != 0
     assert "block-ms" in capsys.readouterr().err
     assert main(["live", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "q")]) != 0

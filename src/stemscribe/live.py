@@ -120,15 +120,17 @@ class VocalActivity:
                 for a, b in merged if b - a >= min_frames]
 
 
-def file_blocks(path: str | Path, block: int, *, realtime: bool = False) -> tuple[Iterator[np.ndarray], int, float]:
+def file_blocks(path: str | Path, block: int, *, realtime: bool = False,
+                notes: list[str] | None = None) -> tuple[Iterator[np.ndarray], int, float]:
     """Decode ``path`` at 44.1 kHz and play it as a stream of ``(channels, block)`` blocks.
 
     Returns ``(blocks, channels, duration_s)``.  ``realtime``: yield each block only when it
-    would have arrived from a sound card (to measure behaviour under real timing).
+    would have arrived from a sound card (to measure behaviour under real timing).  ``notes``:
+    what was repaired in the file (NaN samples...) is appended here (:func:`stemscribe.audio.load`).
     """
     from .audio import load
 
-    audio = load(path, sr=SR)
+    audio = load(path, sr=SR, notes=notes)
     x = audio.samples if audio.channels <= 2 else np.stack([audio.samples[0::2].mean(0), audio.samples[1::2].mean(0)])
 
     def gen() -> Iterator[np.ndarray]:
@@ -373,6 +375,7 @@ def run_live(
     duration: float | None = None,
     input_latency_ms: float = 0.0,
     source: Any = None,
+    input_notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Separate a stream of ``(channels, m)`` blocks at 44.1 kHz; write stems as they come.
 
@@ -461,6 +464,7 @@ def run_live(
     seconds = n_in / SR
     report = {
         "input": input_name,
+        "input_notes": list(input_notes or []),
         "model": {"name": separator.name, "version": getattr(separator, "manifest", {}).get("version"),
                   "engine": getattr(separator, "engine_name", "torch")},
         "sr": SR,

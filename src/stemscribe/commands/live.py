@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     duration = None
     input_latency = 0.0
     source = None
+    input_notes: list[str] = []  # what was repaired in a file input (NaN samples...)
     if args.device is not None:
         if args.raw or args.realtime:
             raise BadArgumentError("--raw and --realtime do not apply to --device")
@@ -103,13 +104,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.raw:
             raise BadArgumentError("--raw applies to stdin ('-') only")
-        blocks, channels, duration = file_blocks(args.input, block, realtime=args.realtime)
+        blocks, channels, duration = file_blocks(args.input, block, realtime=args.realtime, notes=input_notes)
         name = args.input
+        for note in input_notes:
+            print(f"stemscribe: note: {name}: {note}", file=sys.stderr)
     bars = StageBars(enabled=None if not args.quiet else False)
     try:
         report = run_live(blocks, out_dir=args.out, channels=channels, block=block, all_stems=args.all_stems,
                           input_name=name, progress=bars, duration=duration, input_latency_ms=input_latency,
-                          source=source)
+                          source=source, input_notes=input_notes)
     finally:
         bars.close()
     if not args.quiet:
