@@ -117,6 +117,8 @@ export async function renderResults(view, id) {
         el("a", { class: "back", href: "#/" }, "← All songs"),
         el("h1", {}, job.name),
         el("dl", { class: "facts" }, facts.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v)))),
+        // what was repaired in the upload (NaN samples...), as `split` prints it
+        ...(report.input_notes || []).map((n) => el("p", { class: "input-note muted" }, `Note: ${n}.`)),
       ),
       el(
         "div",
