@@ -18,13 +18,14 @@
 #
 # Settings by environment variable: MINUTES (training time, default 7), BATCH (32 segments of 5 s),
 # WORKERS (data-loader processes, 14: one remixed 5 s example costs about 0.07 s of CPU), LR (1e-4,
-# cosine to a tenth), DEVICE (cuda), SEED. A dry run on a CPU: DEVICE=cpu MINUTES=1 BATCH=2 WORKERS=2.
+# cosine to a tenth), WARMUP (100 steps), DEVICE (cuda), SEED. A dry run on a CPU: DEVICE=cpu MINUTES=1 BATCH=2 WORKERS=2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-7}
 BATCH=${BATCH:-32}
 WORKERS=${WORKERS:-14}
 LR=${LR:-1e-4}
+WARMUP=${WARMUP:-100}  # steps: the optimizer is new, its first steps would move every weight by the full rate
 DEVICE=${DEVICE:-cuda}
 SEED=${SEED:-2026}
 OUTDIR=${OUT:-training/checkpoints/device-out}
@@ -45,7 +46,7 @@ fi
 # rendered clips (they are not in the pack) and without validation (no held-out clips travel;
 # evaluate the average here).
 $PY training/train.py --ckpt-dir "$CKPT" --device "$DEVICE" --workers "$WORKERS" --batch "$BATCH" --seconds 5 \
-    --init-weights src/stemscribe/data/models/lite.safetensors --lr "$LR" --anneal --keep-all --ckpt-every 30 \
+    --init-weights src/stemscribe/data/models/lite.safetensors --lr "$LR" --warmup "$WARMUP" --anneal --keep-all --ckpt-every 30 \
     --max-minutes "$MINUTES" --sdr-weight 0.1 --p-mono 0.05 --first-lr-scale 10 --level --p-reverb 0.3 \
     --p-rendered 0 --seed "$SEED" --split-out "$OUTDIR/last" 2>&1 | tee "$OUTDIR/train.log"
 $PY training/average.py --ckpt-dir "$CKPT" --last 8 --out "$OUTDIR/avg.pt" --no-validate 2>&1 | tee -a "$OUTDIR/train.log"

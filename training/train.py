@@ -566,6 +566,10 @@ def main() -> None:
                         "a checkpoint or package weights that have it keep it")
     p.add_argument("--anneal", action="store_true",
                    help="cosine-decay the learning rate to lr/10 over --max-minutes of this run")
+    p.add_argument("--warmup", type=int, default=0, metavar="STEPS",
+                   help="raise the learning rate linearly from 0 over the first STEPS steps of this run "
+                        "(for a new optimizer, e.g. with --init-weights: its first AdamW steps move every "
+                        "weight by about the full learning rate)")
     p.add_argument("--split-out", type=Path, help="also write each checkpoint as three < 16 MiB files here")
     p.add_argument("--init-split", type=Path, help="start from a split checkpoint when there is no last.pt")
     p.add_argument("--init-weights", type=Path,
@@ -672,6 +676,7 @@ def main() -> None:
           f"rendered {len(rendered) if rendered is not None else 0} clips (p {args.p_rendered if rendered is not None else 0})", flush=True)
     length = int(args.seconds * net.config["sr"])
     t_start = time.time()
+    first_step = step
     t_ckpt = time.time()
     run_loss = 0.0
     n_loss = 0
@@ -682,10 +687,15 @@ def main() -> None:
                                                num_workers=args.workers, prefetch_factor=4 if args.workers else None))
     while True:
         t0 = time.time()
-        if args.anneal and args.max_minutes:
-            frac = min(1.0, (t0 - t_start) / (args.max_minutes * 60))
+        if (args.anneal and args.max_minutes) or args.warmup:
+            factor = 1.0
+            if args.anneal and args.max_minutes:
+                frac = min(1.0, (t0 - t_start) / (args.max_minutes * 60))
+                factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+            if args.warmup:  # a new optimizer's first steps are full-size in every direction
+                factor *= min(1.0, (step - first_step + 1) / args.warmup)
             for group in opt.param_groups:
-                group["lr"] = args.lr * group.get("scale", 1.0) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+                group["lr"] = args.lr * group.get("scale", 1.0) * factor
         batch = next(batches).to(device, non_blocking=True)
         loss = loss_fn(net, batch, args.sdr_weight, args.stem_weights)
         opt.zero_grad()
