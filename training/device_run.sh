@@ -12,8 +12,10 @@
 # The call (device tool):
 #   run(command="bash training/device_run.sh", carry=["training/cache/pack", ".whl"], timeout_s=600)
 # What comes back in $OUT: avg.pt (the mean of the last 8 checkpoints' weights), last/net.pt,
-# last/adam1.pt, last/adam2.pt (the last state: --init-split continues it) and train.log. Then here:
-#   python training/export.py avg.pt --temperature 1.2 --out /tmp/wGPU
+# last/adam1.pt, last/adam2.pt (the last state: --init-split continues it) and train.log. Then here
+# (average.py of the one checkpoint scores it on the held-out clips, so the manifest carries scores):
+#   python training/average.py avg.pt --out avg_scored.pt
+#   python training/export.py avg_scored.pt --temperature 1.2 --out /tmp/wGPU
 #   python training/evaluate.py --weights /tmp/wGPU/lite.safetensors --no-baseline
 #
 # Settings by environment variable: MINUTES (training time, default 7), BATCH (32 segments of 5 s),
